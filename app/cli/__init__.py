@@ -1,0 +1,1 @@
+"""The ``diffusion-workbench`` command."""

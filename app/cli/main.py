@@ -1,0 +1,196 @@
+"""``diffusion-workbench``: run workflows headless, list nodes.
+
+Exit status: 0 success, 1 a node failed while running, 2 an invalid
+workflow, ``--set`` or device, 130 interrupted (Ctrl-C cancels the run
+cleanly at the next node or sampler step).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from app.cli.overrides import OverrideError, apply_overrides
+from app.cli.progress import ProgressPrinter
+from core.device import DEVICE_CHOICES, DTYPE_CHOICES, DeviceError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+log = logging.getLogger("diffusion_workbench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion-workbench",
+        description="See and steer diffusion models: run node-graph workflows.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="run a workflow headless and write its images")
+    run.add_argument("workflow", type=Path, help="a workflow .json, or a PNG the workbench wrote")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+        help="change a parameter; NODE is a node id or a unique title (repeatable)",
+    )
+    run.add_argument("--out", type=Path, default=Path("outputs"), help="folder for images")
+    run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
+    run.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
+    run.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    run.set_defaults(handler=_cmd_run)
+    nodes = commands.add_parser("nodes", help="list the node types and their parameters")
+    nodes.add_argument("type_id", nargs="?", help="show one node type in full")
+    nodes.set_defaults(handler=_cmd_nodes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # the GUI will open here once it exists
+        parser.print_help()
+        return EXIT_OK
+    return args.handler(args)
+
+
+def _registry():
+    from nodes import default_registry
+
+    registry, problems = default_registry()
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return registry
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from core.executor import Cancelled, CancelToken, ExecutionFailed, Executor
+    from core.validation import ValidationError
+    from core.workflow import WorkflowFormatError, dumps, load
+
+    try:
+        registry = _registry()
+        workflow = apply_overrides(load(args.workflow), registry, args.overrides)
+        executor = Executor(registry)
+        token = CancelToken()
+        worker = _Worker(
+            lambda: executor.run(
+                workflow, on_event=ProgressPrinter(), cancel=token,
+                device=args.device, dtype=args.dtype, previews=False,
+            )
+        )
+        result = worker.wait_or_cancel(token)
+    except (WorkflowFormatError, OverrideError, ValidationError, DeviceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted: the run was cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Cancelled:
+        print("the run was cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ExecutionFailed as error:
+        if args.verbose:
+            log.error("traceback of the failure", exc_info=error.error)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for path in write_images(result, registry, workflow, args.out, dumps(workflow)):
+        print(path)
+    return EXIT_OK
+
+
+def write_images(result, registry, workflow, out_dir: Path, workflow_json: str) -> list[Path]:
+    """Write every IMAGE output of every output node as ``<node-id>_<index>.png``."""
+    from core.images import check_image, save_png
+    from core.ports import PortType
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for node_id, values in sorted(result.outputs.items()):
+        spec = registry.get(workflow.nodes[node_id].type)
+        for output in spec.outputs:
+            if output.type is not PortType.IMAGE:
+                continue
+            images = values[output.name]
+            check_image(images, f"output {output.name!r} of node {node_id!r}")
+            for index, image in enumerate(images):
+                written.append(save_png(image, out_dir / f"{node_id}_{index}.png", workflow_json))
+    return written
+
+
+def _cmd_nodes(args: argparse.Namespace) -> int:
+    registry = _registry()
+    if args.type_id:
+        spec = registry.get(args.type_id)
+        if spec is None:
+            print(f"error: unknown node type {args.type_id!r}", file=sys.stderr)
+            return EXIT_INVALID
+        print(_describe(spec))
+        return EXIT_OK
+    for category, specs in registry.by_category().items():
+        print(f"{category}:")
+        for spec in specs:
+            print(f"  {spec.type_id:28} {spec.title}")
+    return EXIT_OK
+
+
+def _describe(spec) -> str:
+    lines = [f"{spec.type_id} (version {spec.version}): {spec.title}", f"  {spec.description}"]
+    for item in spec.inputs:
+        facts = [item.type.value]
+        if item.is_param:
+            facts.append(f"default {item.default!r}")
+        if item.choices:
+            facts.append("one of " + ", ".join(item.choices))
+        if item.min is not None or item.max is not None:
+            facts.append(f"range {item.min}..{item.max}")
+        if item.optional:
+            facts.append("optional")
+        lines.append(f"  in  {item.name}: {'; '.join(facts)}")
+    for output in spec.outputs:
+        lines.append(f"  out {output.name}: {output.type.value}")
+    return "\n".join(lines)
+
+
+class _Worker:
+    """Runs the executor off the main thread so Ctrl-C reaches us between steps.
+
+    Completion is signalled with an Event rather than ``Thread.join``: on
+    Python 3.11 a join interrupted by KeyboardInterrupt can make the next join
+    return while the thread still runs, and exiting then aborts the process.
+    """
+
+    def __init__(self, target) -> None:
+        self._target = target
+        self._result = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="executor", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self._result = self._target()
+        except BaseException as error:  # handed to the main thread
+            self._error = error
+        finally:
+            self._done.set()
+
+    def wait_or_cancel(self, token):
+        self._thread.start()
+        try:
+            while not self._done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            token.cancel()
+            self._done.wait()
+            raise
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

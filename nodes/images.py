@@ -1,0 +1,193 @@
+"""Image nodes: make, load, combine, blur and save pictures (IMAGE convention
+in ``core.images``: float32 CPU tensors (B, C, H, W) in [0, 1]).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from core.images import check_image, from_pil
+from core.nodespec import Input, NodeSpec, Output
+from core.ports import PortType
+
+MAX_SEED = 2**63 - 1
+PATTERNS = ("gradient", "checkerboard", "rings", "color bars")
+
+
+def make_pattern(ctx, pattern: str, width: int, height: int):
+    """A procedural test picture, the same on every machine."""
+    import torch
+
+    ys = torch.linspace(0, 1, height).view(height, 1).expand(height, width)  # (H, W)
+    xs = torch.linspace(0, 1, width).view(1, width).expand(height, width)  # (H, W)
+    if pattern == "gradient":
+        channels = [xs, ys, 1 - xs * ys]
+    elif pattern == "checkerboard":
+        columns = torch.arange(width).view(1, width) // 8  # (1, W)
+        rows = torch.arange(height).view(height, 1) // 8  # (H, 1)
+        cells = ((rows + columns) % 2).float()  # (H, W)
+        channels = [cells, cells, cells]
+    elif pattern == "rings":
+        radius = torch.sqrt((xs - 0.5) ** 2 + (ys - 0.5) ** 2)
+        channels = [0.5 + 0.5 * torch.cos(radius * 2 * math.pi * k) for k in (6, 9, 12)]
+    else:  # color bars: white, yellow, cyan, green, magenta, red, blue
+        bars = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 1, 1], [0, 1, 0], [1, 0, 1], [1, 0, 0], [0, 0, 1]])
+        index = (xs * 7).clamp(max=6.999).long()  # (H, W)
+        channels = [bars[:, c].float()[index] * 0.75 for c in range(3)]
+    return torch.stack(channels).unsqueeze(0).contiguous()  # (1, 3, H, W)
+
+
+def load_image(ctx, path: str):
+    """Read a PNG, JPEG, WebP … file as an RGB (or RGBA) IMAGE."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path:
+        raise ValueError("no file chosen: set the 'path' parameter")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"no image file at {str(file)!r}")
+    try:
+        with Image.open(file) as picture:
+            return from_pil(picture)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{str(file)!r} is not a readable image: {error}") from None
+
+
+def file_fingerprint(params) -> str:
+    """Changes when the file changes, so an edited image is read again."""
+    stat = os.stat(Path(params["path"]).expanduser())
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def add_noise(ctx, image, std: float, seed: int):
+    """x + std·ε in the [-1, 1] range models work in, with ε ~ N(0, I) drawn on
+    the CPU from ``seed`` so the result is the same on every device."""
+    import torch
+
+    check_image(image)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(image.shape, generator=generator, dtype=torch.float32)
+    noisy = (image * 2 - 1) + std * noise
+    return (noisy + 1) / 2
+
+
+def blend(ctx, a, b, factor: float):
+    """(1 − factor)·a + factor·b."""
+    check_image(a, "image a")
+    check_image(b, "image b")
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
+    return a * (1 - factor) + b * factor
+
+
+def heat_diffusion(ctx, image, steps: int, rate: float):
+    """Blur by running the heat equation ∂x/∂τ = Δx for ``steps`` explicit
+    Euler steps (stable for rate ≤ 0.25): the physical process diffusion
+    models are named after. Each step is reported, so it can be watched,
+    paused and cancelled like a sampler."""
+    import torch.nn.functional as F
+
+    check_image(image)
+    x = image
+    for index in range(steps):
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")  # (B, C, H+2, W+2)
+        laplacian = (
+            padded[:, :, :-2, 1:-1] + padded[:, :, 2:, 1:-1]
+            + padded[:, :, 1:-1, :-2] + padded[:, :, 1:-1, 2:] - 4 * x
+        )  # (B, C, H, W)
+        x = x + rate * laplacian
+        ctx.step(index, steps, t=float(index + 1), x_t=x)
+    return x
+
+
+def save_image(ctx, images):
+    """An output: the command line writes these as PNGs, the GUI shows them."""
+    check_image(images, "images")
+    return images
+
+
+def _image_in(name: str = "image", tooltip: str = "") -> Input:
+    return Input(name, PortType.IMAGE, tooltip=tooltip)
+
+
+def _image_out(name: str = "image") -> Output:
+    return Output(name, PortType.IMAGE)
+
+
+NODES = (
+    NodeSpec(
+        type_id="image.pattern",
+        title="Test pattern",
+        category="image",
+        description="A procedural test picture: gradient, checkerboard, rings or colour bars.",
+        fn=make_pattern,
+        inputs=(
+            Input("pattern", PortType.STRING, "gradient", choices=PATTERNS),
+            Input("width", PortType.INT, 64, min=8, max=4096, step=8),
+            Input("height", PortType.INT, 64, min=8, max=4096, step=8),
+        ),
+        outputs=(_image_out(),),
+    ),
+    NodeSpec(
+        type_id="image.load",
+        title="Load image",
+        category="image",
+        description="Read an image file (PNG, JPEG, WebP …) from disk.",
+        fn=load_image,
+        inputs=(Input("path", PortType.STRING, "", widget="file", tooltip="The image file"),),
+        outputs=(_image_out(),),
+        fingerprint=file_fingerprint,
+    ),
+    NodeSpec(
+        type_id="image.add_noise",
+        title="Add noise",
+        category="image",
+        description="Add seeded Gaussian noise of a given standard deviation (in [-1, 1] units).",
+        fn=add_noise,
+        inputs=(
+            _image_in(),
+            Input("std", PortType.FLOAT, 0.5, min=0.0, max=100.0, step=0.05,
+                  tooltip="Standard deviation of the noise in the [-1, 1] pixel range"),
+            Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed"),
+        ),
+        outputs=(_image_out(),),
+    ),
+    NodeSpec(
+        type_id="image.blend",
+        title="Blend",
+        category="image",
+        description="Mix two images of the same size: (1 − factor)·a + factor·b.",
+        fn=blend,
+        inputs=(
+            _image_in("a"),
+            _image_in("b"),
+            Input("factor", PortType.FLOAT, 0.5, min=0.0, max=1.0, step=0.05, widget="slider"),
+        ),
+        outputs=(_image_out(),),
+    ),
+    NodeSpec(
+        type_id="image.heat_diffusion",
+        title="Heat diffusion",
+        category="image",
+        description="Blur by stepping the heat equation; every step can be watched and paused.",
+        fn=heat_diffusion,
+        inputs=(
+            _image_in(),
+            Input("steps", PortType.INT, 20, min=1, max=10000),
+            Input("rate", PortType.FLOAT, 0.2, min=0.0, max=0.25, step=0.01,
+                  tooltip="Diffusion per step; above 0.25 the explicit scheme is unstable"),
+        ),
+        outputs=(_image_out(),),
+    ),
+    NodeSpec(
+        type_id="image.save",
+        title="Save image",
+        category="image",
+        description="An output: each image is written as <node-id>_<index>.png with its workflow.",
+        fn=save_image,
+        inputs=(_image_in("images"),),
+        outputs=(_image_out("images"),),
+        is_output=True,
+    ),
+)
