@@ -211,6 +211,9 @@ def test_ctrl_c_cancels_cleanly_with_status_130(tmp_path):
          "--set", "blur.steps=10000", "--set", "pattern.width=1024",
          "--set", "pattern.height=1024"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell without job control starts background jobs with SIGINT ignored,
+        # and children inherit that: give the CLI the default, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         line = process.stderr.readline()
