@@ -12,9 +12,9 @@ from core.registry import NodeRegistry
 
 def builtin_specs() -> tuple[NodeSpec, ...]:
     """Every node type that ships with Diffusion Workbench."""
-    from nodes import images
+    from nodes import conditioning, diffusion, images, latents, models
 
-    return (*images.NODES,)
+    return (*images.NODES, *latents.NODES, *conditioning.NODES, *models.NODES, *diffusion.NODES)
 
 
 def default_registry(plugins: bool = True) -> tuple[NodeRegistry, list[PluginProblem]]:

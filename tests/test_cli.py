@@ -226,3 +226,37 @@ def test_ctrl_c_cancels_cleanly_with_status_130(tmp_path):
     assert process.returncode == 130, err
     assert "cancelled" in err
     assert not list(tmp_path.glob("*.png"))
+
+
+# -- schedule -----------------------------------------------------------------
+def test_schedule_prints_the_whole_table_as_csv(capsys):
+    assert main(["schedule", "linear"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "t,beta,alpha_bar,sigma,snr"
+    assert len(lines) == 1001
+    t, beta, alpha_bar, sigma, snr = lines[1].split(",")
+    assert t == "999" and float(beta) == pytest.approx(0.02)
+    assert float(alpha_bar) == pytest.approx(4.0358297653756876e-05, rel=1e-12)
+    assert float(snr) == pytest.approx(1 / float(sigma) ** 2)
+
+
+def test_schedule_rows_for_sampling_steps(capsys):
+    assert main(["schedule", "scaled_linear", "--steps", "10", "--spacing", "karras"]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [round(float(r[3]), 4) for r in rows] == [
+        14.6146, 9.1029, 5.4784, 3.1686, 1.7494, 0.9141, 0.4469, 0.2014, 0.0819, 0.0292]
+    assert rows[1][1] == "", "no beta between timesteps"
+    assert main(["schedule", "cosine", "--zero-snr", "--steps", "4", "--spacing", "trailing"]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[0] for r in rows] == ["999", "749", "499", "249"]
+    assert rows[0][2] == "0" and rows[0][3] == "inf"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["schedule", "wiggly"], "unknown schedule 'wiggly'"),
+    (["schedule", "linear", "--steps", "0"], "steps must be between"),
+    (["schedule", "linear", "--steps", "5", "--spacing", "odd"], "unknown spacing"),
+])
+def test_bad_schedule_requests_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

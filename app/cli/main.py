@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -39,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
     run.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
     run.set_defaults(handler=_cmd_run)
+    schedule = commands.add_parser(
+        "schedule", help="print a noise schedule as CSV (t, beta, alpha_bar, sigma, snr)"
+    )
+    schedule.add_argument("name", help="linear, scaled_linear, cosine or sigmoid")
+    schedule.add_argument("--timesteps", type=int, default=1000, help="T (default 1000)")
+    schedule.add_argument("--zero-snr", action="store_true", help="rescale to zero terminal SNR")
+    schedule.add_argument("--steps", type=int, help="only the timesteps N sampling steps visit")
+    schedule.add_argument("--spacing", default="leading", help="leading, trailing, linspace or karras")
+    schedule.set_defaults(handler=_cmd_schedule)
     nodes = commands.add_parser("nodes", help="list the node types and their parameters")
     nodes.add_argument("type_id", nargs="?", help="show one node type in full")
     nodes.set_defaults(handler=_cmd_nodes)
@@ -52,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # the GUI will open here once it exists
         parser.print_help()
         return EXIT_OK
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except BrokenPipeError:  # `… | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _registry():
@@ -119,6 +133,26 @@ def write_images(result, registry, workflow, out_dir: Path, workflow_json: str) 
             for index, image in enumerate(images):
                 written.append(save_png(image, out_dir / f"{node_id}_{index}.png", workflow_json))
     return written
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from app.cli.schedule_table import schedule_rows
+
+    try:
+        rows = schedule_rows(args.name, args.timesteps, args.zero_snr, args.steps, args.spacing)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    print("t,beta,alpha_bar,sigma,snr")
+    for row in rows:
+        print(",".join(_number(value) for value in row))
+    return EXIT_OK
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
 
 
 def _cmd_nodes(args: argparse.Namespace) -> int:

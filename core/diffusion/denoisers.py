@@ -1,0 +1,133 @@
+"""Model wrappers: every network becomes one *denoiser* D(x, level) → x̂_0.
+
+Samplers see only this interface (k-diffusion's ``external.py`` habit), so
+they never branch on what the network predicts. Two parameterizations of
+the noisy sample exist, and a denoiser says which one it speaks:
+
+- ``"ve"`` (diffusion models): x = x_0 + σ ε, level σ ∈ [0, ∞). A network
+  trained on the variance-preserving x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε sees
+  x_t = x / √(1 + σ²) and the timestep whose σ_t = σ (Karras et al. 2022, §2).
+- ``"flow"`` (flow matching): x = (1 − t) x_0 + t ε, level t ∈ [0, 1]
+  (Lipman et al. 2023; Esser et al. 2024).
+
+Prediction conversions, in VP notation with a = √ᾱ_t and s = √(1 − ᾱ_t):
+
+    ε-prediction   x̂_0 = (x_t − s ε̂) / a          (Ho et al. 2020, eq. 15)
+    v-prediction   x̂_0 = a x_t − s v̂              (Salimans & Ho 2022, §4; v = a ε − s x_0)
+    x0-prediction  x̂_0 = network output
+    velocity       x̂_0 = x − t v̂                  (flow: v = ε − x_0)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import torch
+
+from core.diffusion.schedules import Schedule
+
+PREDICTIONS = ("epsilon", "v_prediction", "sample")
+PARAMETERIZATIONS = ("ve", "flow")
+
+
+class Denoiser(Protocol):
+    """What every sampler calls: ``model(x, level, **extra) -> x̂_0``."""
+
+    parameterization: str
+
+    def __call__(self, x: torch.Tensor, level: torch.Tensor, **extra: Any) -> torch.Tensor: ...
+
+
+def expand_level(level, x: torch.Tensor) -> torch.Tensor:
+    """A level as a (B,) tensor in x's dtype and device."""
+    level = torch.as_tensor(level, dtype=x.dtype, device=x.device)
+    return level.expand(x.shape[0]) if level.ndim == 0 else level
+
+
+def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1, *([1] * (x.ndim - 1)))  # (B, 1, 1, 1)
+
+
+def predicted_noise(parameterization: str, x, x0, level) -> torch.Tensor:
+    """ε̂ implied by a denoised estimate (for previews and for guidance rescale)."""
+    level = _per_sample(expand_level(level, x), x)
+    if parameterization == "flow":
+        return (x - (1 - level) * x0) / level
+    return (x - x0) / level
+
+
+def x0_from_noise(parameterization: str, x, eps, level) -> torch.Tensor:
+    """The inverse of :func:`predicted_noise`."""
+    level = _per_sample(expand_level(level, x), x)
+    if parameterization == "flow":
+        return (x - level * eps) / (1 - level)
+    return x - level * eps
+
+
+def to_model_scale(parameterization: str, x: torch.Tensor, level) -> torch.Tensor:
+    """x as the network (and a person) sees it: VP-scaled for ``ve``, as is for ``flow``."""
+    if parameterization == "flow":
+        return x
+    sigma = _per_sample(expand_level(level, x), x)
+    return x / (sigma**2 + 1).sqrt()
+
+
+class DiscreteTimeDenoiser:
+    """Wraps a network trained on a discrete VP schedule: ``network(x_t, t, **extra)``.
+
+    ``prediction`` is one of :data:`PREDICTIONS`. With ``learned_variance``
+    the network returns 2C channels, the second half being Nichol & Dhariwal's
+    v ∈ [−1, 1] that interpolates the reverse-process log-variance.
+    """
+
+    parameterization = "ve"
+
+    def __init__(
+        self,
+        network: Callable[..., torch.Tensor],
+        schedule: Schedule,
+        prediction: str = "epsilon",
+        learned_variance: bool = False,
+    ) -> None:
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r}; choose one of {PREDICTIONS}")
+        self.network = network
+        self.schedule = schedule
+        self.prediction = prediction
+        self.learned_variance = learned_variance
+
+    def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
+        return self.denoise_with_variance(x, level, **extra)[0]
+
+    def denoise_with_variance(self, x: torch.Tensor, level, **extra: Any):
+        """(x̂_0, v) where v is the learned-variance output, or None."""
+        sigma64 = torch.as_tensor(level).detach().to("cpu", torch.float64).expand(x.shape[0])
+        sigma = sigma64.to(device=x.device, dtype=x.dtype)  # (B,)
+        a = _per_sample((sigma64**2 + 1).rsqrt().to(device=x.device, dtype=x.dtype), x)  # √ᾱ_t
+        s = _per_sample(sigma, x) * a  # √(1 − ᾱ_t)
+        x_t = x * a  # (B, C, H, W) in the VP scale the network was trained on
+        # The timestep from the float64 level, so table levels give whole timesteps.
+        t = self.schedule.sigma_to_t(sigma64).to(device=x.device, dtype=x.dtype)  # (B,)
+        out = self.network(x_t, t, **extra)
+        variance = None
+        if self.learned_variance:
+            out, variance = out.split(x.shape[1], dim=1)  # (B, C, H, W) each
+        if self.prediction == "epsilon":
+            return x - _per_sample(sigma, x) * out, variance  # x = x_0 + σ ε
+        if self.prediction == "v_prediction":
+            return a * x_t - s * out, variance
+        return out, variance
+
+
+class FlowDenoiser:
+    """Wraps a flow-matching network ``network(x_t, t · timestep_scale, **extra) -> v̂``."""
+
+    parameterization = "flow"
+
+    def __init__(self, network: Callable[..., torch.Tensor], timestep_scale: float = 1000.0):
+        self.network = network
+        self.timestep_scale = timestep_scale
+
+    def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
+        t = expand_level(level, x)  # (B,)
+        velocity = self.network(x, t * self.timestep_scale, **extra)
+        return x - _per_sample(t, x) * velocity  # x̂_0 = x_t − t v̂

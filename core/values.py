@@ -1,0 +1,89 @@
+"""The values that flow along MODEL, SCHEDULE, LATENT, CONDITIONING, MASK and
+TRAJECTORY links (IMAGE is a plain tensor, see ``core.images``).
+
+They are small frozen records around tensors, so nodes stay pure functions
+and cached outputs cannot be changed by a later node.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+
+from core.diffusion.schedules import Schedule
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a model is conditioned on: the prompt, and its encoding once a text
+    encoder has made one (``embeddings``; extra tensors in ``extras``)."""
+
+    text: str = ""
+    embeddings: torch.Tensor | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiffusionModel:
+    """A backbone ready to sample: a denoiser D(x, level, cond=…) → x̂_0 and the
+    facts a graph needs about it.
+
+    ``parameterization`` is ``"ve"`` (diffusion) or ``"flow"``; latents have
+    ``latent_channels`` channels and are ``downscale`` times smaller than the
+    image (1 for pixel-space models). ``schedule`` is the training schedule of
+    a discrete-time model (None for closed-form or flow models).
+    """
+
+    name: str
+    denoiser: Callable[..., torch.Tensor]
+    parameterization: str
+    latent_channels: int
+    downscale: int = 1
+    schedule: Schedule | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SamplingSchedule:
+    """The noise levels a sampler visits: descending, ending in 0 (σ or flow t)."""
+
+    name: str
+    parameterization: str
+    levels: torch.Tensor  # (N + 1,) float64
+    schedule: Schedule | None = None  # the discrete table, when there is one
+    spacing: str = ""
+
+    @property
+    def steps(self) -> int:
+        return len(self.levels) - 1
+
+
+@dataclass(frozen=True)
+class Latent:
+    """Samples in a model's latent space (B, C, h, w); for pixel-space models
+    these are images in [−1, 1]."""
+
+    samples: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TrajectoryStep:
+    """One recorded sampler step (CPU tensors, in the model's own scale)."""
+
+    index: int
+    level: float
+    timestep: float
+    x_t: torch.Tensor
+    x0: torch.Tensor
+    eps: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Every step of one sampling run, for scrubbing, plots and filmstrips."""
+
+    sampler: str
+    parameterization: str
+    steps: tuple[TrajectoryStep, ...]
+    levels: torch.Tensor  # the full level grid that was visited

@@ -1,0 +1,26 @@
+"""Conditioning nodes: what a model is asked for."""
+from __future__ import annotations
+
+from core.nodespec import Input, NodeSpec, Output
+from core.ports import PortType
+
+
+def text_prompt(ctx, text):
+    """A prompt as conditioning; models that match captions (the ideal
+    denoiser) read it directly, text encoders turn it into embeddings."""
+    from core.values import Conditioning
+
+    return Conditioning(text=text.strip())
+
+
+NODES = (
+    NodeSpec(
+        type_id="conditioning.text",
+        title="Text prompt",
+        category="conditioning",
+        description="A prompt for models that read captions directly.",
+        fn=text_prompt,
+        inputs=(Input("text", PortType.STRING, "", widget="multiline"),),
+        outputs=(Output("conditioning", PortType.CONDITIONING),),
+    ),
+)

@@ -1,0 +1,136 @@
+"""Diffusion nodes: Schedule, Sampler and the forward process of the lectures."""
+from __future__ import annotations
+
+from core.nodespec import Input, NodeSpec, Output
+from core.ports import PortType
+
+MAX_SEED = 2**63 - 1
+SCHEDULE_CHOICES = ("linear", "scaled_linear", "cosine", "sigmoid", "flow")
+SPACING_CHOICES = ("leading", "trailing", "linspace", "karras")
+SAMPLER_CHOICES = ("euler", "euler_ancestral", "heun", "dpmpp_2m", "ddim", "ddpm", "flow_euler")
+VARIANCE_CHOICES = ("auto", "fixed_small", "fixed_large", "learned")
+
+
+def make_sampling_schedule(ctx, name, timesteps, zero_snr, spacing, steps, shift):
+    """The levels a sampler will visit (σ for diffusion, t for flow)."""
+    from core.diffusion.schedules import make_schedule
+    from core.diffusion.timesteps import flow_times, sampling_sigmas
+    from core.values import SamplingSchedule
+
+    if name == "flow":
+        return SamplingSchedule("flow", "flow", flow_times(steps, shift), None, "uniform")
+    if steps > timesteps and spacing != "karras":
+        raise ValueError(f"{steps} steps cannot be picked from a schedule of {timesteps} timesteps")
+    table = make_schedule(name, timesteps, zero_snr)
+    return SamplingSchedule(name, "ve", sampling_sigmas(table, steps, spacing), table, spacing)
+
+
+def sample(ctx, model, schedule, latent, positive, negative, mask,
+           sampler, guidance, rescale, eta, variance, seed, denoise):
+    """Run one sampler over the schedule; every step is streamed as an event."""
+    from core.sampling import run_sampler
+    from core.values import Latent
+
+    def on_step(info, step):
+        ctx.step(
+            info.index, info.total, t=step.level, x_t=step.x_t, x0=step.x0, eps=step.eps,
+            timestep=step.timestep, parameterization=model.parameterization,
+        )
+
+    result, trajectory = run_sampler(
+        model, schedule, latent.samples, sampler=sampler, positive=positive, negative=negative,
+        guidance=guidance, rescale=rescale, eta=eta, variance=variance, seed=seed,
+        denoise=denoise, mask=mask, on_step=on_step, device=ctx.device,
+    )
+    return {"latent": Latent(result.detach().float().cpu()), "trajectory": trajectory}
+
+
+def forward_process(ctx, image, schedule, t, seed, mode):
+    """x_t from an image: the closed form q(x_t | x_0), or t single steps of
+    q(x_t | x_{t−1}) (the lectures' two demos), shown in [0, 1]."""
+    from core.diffusion.forward import q_sample, q_step
+    from core.diffusion.noise import cpu_generator
+    from core.images import check_image
+    import torch
+
+    check_image(image)
+    table = schedule.schedule
+    if table is None:
+        raise ValueError("the forward process needs a diffusion schedule (not 'flow')")
+    if t >= table.num_timesteps:
+        raise ValueError(f"t = {t} is past the schedule's last timestep {table.num_timesteps - 1}")
+    x0 = image * 2 - 1  # pixels [0, 1] → data [−1, 1]
+    generator = cpu_generator(seed)
+    if mode == "closed form":
+        x = q_sample(x0, t, table, torch.randn(x0.shape, generator=generator))
+    else:
+        x = x0
+        for step in range(t + 1):
+            x = q_step(x, step, table, torch.randn(x0.shape, generator=generator))
+            ctx.step(step, t + 1, t=float(step), x_t=x)
+    return (x + 1) / 2
+
+
+NODES = (
+    NodeSpec(
+        type_id="diffusion.schedule",
+        title="Schedule",
+        category="diffusion",
+        description="A noise schedule and the levels N sampling steps visit.",
+        fn=make_sampling_schedule,
+        inputs=(
+            Input("name", PortType.STRING, "scaled_linear", choices=SCHEDULE_CHOICES,
+                  tooltip="β schedule; 'flow' gives a flow-matching time grid"),
+            Input("timesteps", PortType.INT, 1000, min=2, max=100000, tooltip="T, training steps"),
+            Input("zero_snr", PortType.BOOLEAN, False,
+                  tooltip="Rescale to zero terminal SNR (Lin et al.); pair with trailing spacing"),
+            Input("spacing", PortType.STRING, "leading", choices=SPACING_CHOICES),
+            Input("steps", PortType.INT, 25, min=1, max=10000, tooltip="Sampling steps N"),
+            Input("shift", PortType.FLOAT, 1.0, min=0.01, max=100.0, step=0.1,
+                  tooltip="Flow only: t' = s·t/(1 + (s − 1)·t)"),
+        ),
+        outputs=(Output("schedule", PortType.SCHEDULE),),
+    ),
+    NodeSpec(
+        type_id="diffusion.sampler",
+        title="Sampler",
+        category="diffusion",
+        description="Denoise a latent step by step; every step can be watched, paused and cancelled.",
+        fn=sample,
+        inputs=(
+            Input("model", PortType.MODEL),
+            Input("schedule", PortType.SCHEDULE),
+            Input("latent", PortType.LATENT, tooltip="Empty latent, or an image's latent for img2img"),
+            Input("positive", PortType.CONDITIONING, optional=True),
+            Input("negative", PortType.CONDITIONING, optional=True),
+            Input("mask", PortType.MASK, optional=True, tooltip="1 where to generate (inpainting)"),
+            Input("sampler", PortType.STRING, "euler", choices=SAMPLER_CHOICES),
+            Input("guidance", PortType.FLOAT, 1.0, min=0.0, max=50.0, step=0.5,
+                  tooltip="Classifier-free guidance scale g = 1 + w; 1 = no guidance"),
+            Input("rescale", PortType.FLOAT, 0.0, min=0.0, max=1.0, step=0.05,
+                  tooltip="Guidance rescale φ (Lin et al.)"),
+            Input("eta", PortType.FLOAT, 0.0, min=0.0, max=1.0, step=0.05, tooltip="DDIM's η"),
+            Input("variance", PortType.STRING, "auto", choices=VARIANCE_CHOICES,
+                  tooltip="DDPM's reverse variance; auto = learned when the model has it"),
+            Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed"),
+            Input("denoise", PortType.FLOAT, 1.0, min=0.0, max=1.0, step=0.05,
+                  tooltip="Strength: below 1 keeps part of the input latent (img2img)"),
+        ),
+        outputs=(Output("latent", PortType.LATENT), Output("trajectory", PortType.TRAJECTORY)),
+    ),
+    NodeSpec(
+        type_id="diffusion.forward",
+        title="Forward process",
+        category="diffusion",
+        description="Noise an image to step t: closed form q(x_t|x_0) or t steps of q(x_t|x_{t−1}).",
+        fn=forward_process,
+        inputs=(
+            Input("image", PortType.IMAGE),
+            Input("schedule", PortType.SCHEDULE),
+            Input("t", PortType.INT, 250, min=0, max=100000, tooltip="Timestep index 0 … T−1"),
+            Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed"),
+            Input("mode", PortType.STRING, "closed form", choices=("closed form", "step by step")),
+        ),
+        outputs=(Output("image", PortType.IMAGE),),
+    ),
+)
