@@ -12,9 +12,10 @@ from core.registry import NodeRegistry
 
 def builtin_specs() -> tuple[NodeSpec, ...]:
     """Every node type that ships with Diffusion Workbench."""
-    from nodes import conditioning, diffusion, images, latents, models
+    from nodes import conditioning, diffusion, images, latents, models, vae
 
-    return (*images.NODES, *latents.NODES, *conditioning.NODES, *models.NODES, *diffusion.NODES)
+    return (*images.NODES, *latents.NODES, *vae.NODES, *conditioning.NODES, *models.NODES,
+            *diffusion.NODES)
 
 
 def default_registry(plugins: bool = True) -> tuple[NodeRegistry, list[PluginProblem]]:

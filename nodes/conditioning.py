@@ -24,3 +24,27 @@ NODES = (
         outputs=(Output("conditioning", PortType.CONDITIONING),),
     ),
 )
+
+
+def encode_text(ctx, clip, text):
+    """The prompt through the model's text encoder: (1, L, D) embeddings."""
+    import torch
+
+    from core.values import Conditioning
+
+    with torch.no_grad():
+        embeddings = clip.encode([text.strip()], ctx.device)
+    return Conditioning(text=text.strip(), embeddings=embeddings)
+
+
+NODES = NODES + (
+    NodeSpec(
+        type_id="conditioning.encode",
+        title="Text encoder",
+        category="conditioning",
+        description="Encode a prompt with a checkpoint's text encoder (CLIP).",
+        fn=encode_text,
+        inputs=(Input("clip", PortType.CLIP), Input("text", PortType.STRING, "", widget="multiline")),
+        outputs=(Output("conditioning", PortType.CONDITIONING),),
+    ),
+)

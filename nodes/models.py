@@ -86,3 +86,44 @@ NODES = (
         fingerprint=folder_fingerprint,
     ),
 )
+
+
+def load_checkpoint_node(ctx, name, path):
+    """A checkpoint's backbone, text encoder and VAE (as ComfyUI's loader)."""
+    from core.models.builtin import load_ldm
+
+    source = path.strip() if name == "file…" else name
+    if not source:
+        raise ValueError("choose a built-in model, or 'file…' and a path")
+    loaded = load_ldm(source, ctx.device)
+    return {"model": loaded.model, "clip": loaded.clip, "vae": loaded.vae}
+
+
+def checkpoint_fingerprint(params) -> str:
+    from core.models.builtin import model_file
+
+    source = params["path"] if params["name"] == "file…" else params["name"]
+    file = model_file(source) if source else None
+    if file is None or not file.is_file():
+        return "missing"
+    stat = file.stat()
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+NODES = NODES + (
+    NodeSpec(
+        type_id="model.checkpoint",
+        title="Checkpoint loader",
+        category="model",
+        description="Load a model file: its backbone (MODEL), text encoder (CLIP) and VAE.",
+        fn=load_checkpoint_node,
+        inputs=(
+            Input("name", PortType.STRING, "shapes-ldm", choices=("shapes-ldm", "file…"),
+                  tooltip="A built-in model, or 'file…' to load the path below"),
+            Input("path", PortType.STRING, "", widget="file", tooltip="A .safetensors model file"),
+        ),
+        outputs=(Output("model", PortType.MODEL), Output("clip", PortType.CLIP),
+                 Output("vae", PortType.VAE)),
+        fingerprint=checkpoint_fingerprint,
+    ),
+)

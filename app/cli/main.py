@@ -49,6 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--steps", type=int, help="only the timesteps N sampling steps visit")
     schedule.add_argument("--spacing", default="leading", help="leading, trailing, linspace or karras")
     schedule.set_defaults(handler=_cmd_schedule)
+    train = commands.add_parser("train", help="train a built-in model")
+    train.add_argument("model", help="shapes-vae or shapes-ldm")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--batch", type=int)
+    train.add_argument("--out", type=Path, help="the model file to write")
+    train.add_argument("--resume", type=Path, help="a .train.pt checkpoint to continue from")
+    train.add_argument("--device", default="auto")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int,
+                       help="CPU threads (1 avoids thrashing when the cores are shared)")
+    train.set_defaults(handler=_cmd_train)
+    evaluate = commands.add_parser("eval", help="measure a built-in model's prompt accuracy")
+    evaluate.add_argument("model", help="shapes-ldm, or a path to a model file")
+    evaluate.add_argument("--samples", type=int, default=200, help="held-out prompts")
+    evaluate.add_argument("--per-prompt", type=int, default=1,
+                          help="images per prompt (2 or more also measures diversity)")
+    evaluate.add_argument("--steps", type=int, default=25)
+    evaluate.add_argument("--guidance", type=float, default=4.0)
+    evaluate.add_argument("--sampler", default="dpmpp_2m")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--grid", type=Path, default=Path("eval-grid.png"))
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(handler=_cmd_eval)
     nodes = commands.add_parser("nodes", help="list the node types and their parameters")
     nodes.add_argument("type_id", nargs="?", help="show one node type in full")
     nodes.set_defaults(handler=_cmd_nodes)
@@ -133,6 +156,47 @@ def write_images(result, registry, workflow, out_dir: Path, workflow_json: str) 
             for index, image in enumerate(images):
                 written.append(save_png(image, out_dir / f"{node_id}_{index}.png", workflow_json))
     return written
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from core.device import resolve_device
+    from core.training.recipes import run_training
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        device = resolve_device(args.device)
+        path = run_training(args.model, args.steps, args.batch, args.out, args.resume, device,
+                            args.seed)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted: resume from the last checkpoint with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(path)
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from core.checkpoints import CheckpointError
+    from core.device import resolve_device
+    from core.evaluation.evaluate import evaluate_ldm
+
+    try:
+        report = evaluate_ldm(
+            args.model, args.samples, args.per_prompt, args.steps, args.guidance,
+            sampler=args.sampler, seed=args.seed, grid=args.grid,
+            device=resolve_device(args.device),
+        )
+    except (ValueError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    print(report.table())
+    print(f"sample grid: {args.grid}")
+    return EXIT_OK
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:

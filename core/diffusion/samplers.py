@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from core.diffusion.denoisers import expand_level, predicted_noise
+from core.diffusion.denoisers import predicted_noise
 from core.diffusion.noise import randn_like
 
 
@@ -54,12 +54,19 @@ Callback = Callable[[StepInfo], Any]
 
 def _model_step(model, x, level, extra_args, callback, index, total):
     """Call the model, report the step; return x̂_0, or None when asked to stop."""
-    x0 = model(x, expand_level(level, x), **(extra_args or {}))
+    x0 = model(x, _level(level, x), **(extra_args or {}))
     if callback is not None:
         eps = predicted_noise(model.parameterization, x, x0, level)
         if callback(StepInfo(index, total, float(level), x, x0, eps)) is STOP:
             return None
     return x0
+
+
+def _level(level: float, x: torch.Tensor) -> torch.Tensor:
+    """The level as a (B,) float64 CPU tensor: exact, so a denoiser that maps
+    σ to a timestep gets whole timesteps for table levels; each denoiser
+    casts it to x's dtype and device for its own arithmetic."""
+    return torch.full((x.shape[0],), float(level), dtype=torch.float64)
 
 
 def _alpha_bar(sigma: float) -> float:
@@ -113,7 +120,7 @@ def _with_variance(model, x, sigma, extra_args):
     denoise = getattr(model, "denoise_with_variance", None)
     if denoise is None:
         raise ValueError("the 'learned' variance needs a model trained with a learned variance")
-    x0, v = denoise(x, expand_level(sigma, x), **(extra_args or {}))
+    x0, v = denoise(x, _level(sigma, x), **(extra_args or {}))
     if v is None:
         raise ValueError("the 'learned' variance needs a model trained with a learned variance")
     return x0, v
@@ -196,7 +203,7 @@ def heun(model, x, levels, extra_args=None, callback=None, generator=None):
         d = (x - x0) / sigma  # Algorithm 1, line 7
         x_next = x + d * (sigma_next - sigma)  # line 8
         if sigma_next > 0:
-            x0_next = model(x_next, expand_level(sigma_next, x), **(extra_args or {}))
+            x0_next = model(x_next, _level(sigma_next, x), **(extra_args or {}))
             d_next = (x_next - x0_next) / sigma_next  # line 10
             x_next = x + (d + d_next) / 2 * (sigma_next - sigma)  # line 11
         x = x_next

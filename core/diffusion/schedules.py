@@ -88,7 +88,14 @@ class Schedule:
         """The largest finite noise level a sampler may start from."""
         top = float(self.sigmas[-1])
         if math.isinf(top):
-            return math.sqrt((1 - ZERO_SNR_SAMPLING_ALPHA_BAR) / ZERO_SNR_SAMPLING_ALPHA_BAR)
+            clamp = math.sqrt((1 - ZERO_SNR_SAMPLING_ALPHA_BAR) / ZERO_SNR_SAMPLING_ALPHA_BAR)
+            below, lower = float(self.sigmas[-2]), float(self.sigmas[-3])
+            if clamp > below:
+                return clamp
+            # Where the last finite σ already exceeds the clamp (linear and sigmoid
+            # rescaled to zero SNR: σ_{T−2} ≈ 15 400), continue the table
+            # geometrically instead, so σ stays strictly increasing in t.
+            return below * below / lower
         return top
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:

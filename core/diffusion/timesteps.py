@@ -84,7 +84,7 @@ def level_to_timestep(schedule: Schedule | None, level: float) -> float:
         return float(level)
     if level <= 0:
         return -1.0
-    return float(schedule.sigma_to_t(torch.tensor(level)))
+    return float(schedule.sigma_to_t(torch.tensor(level, dtype=torch.float64)))
 
 
 def img2img_start(steps: int, strength: float) -> int:

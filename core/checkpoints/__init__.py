@@ -1,0 +1,4 @@
+"""Reading and writing model files: safetensors only, never pickles."""
+from core.checkpoints.safetensors_io import CheckpointError, load_checkpoint, save_checkpoint
+
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]

@@ -1,0 +1,27 @@
+"""Loading VAEs from workbench model files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.checkpoints import CheckpointError, load_checkpoint
+from core.checkpoints.safetensors_io import component
+
+
+def load_vae(path: Path, device="cpu"):
+    """(AutoencoderKL in eval mode, scaling_factor) from a shapes-vae file."""
+    from diffusers import AutoencoderKL
+
+    tensors, metadata = load_checkpoint(path)
+    try:
+        config = dict(metadata["components"]["vae"]["config"])
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{path}: no VAE in this model file") from None
+    scaling = float(config.pop("scaling_factor"))
+    vae = AutoencoderKL(**config)
+    missing, unexpected = vae.load_state_dict(
+        {k: v.float() for k, v in component(tensors, "vae").items()}, strict=False
+    )
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: the VAE weights do not match its config "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    return vae.to(device).eval().requires_grad_(False), scaling
