@@ -121,3 +121,32 @@ def test_heat_diffusion_streams_steps_through_the_executor():
                            on_event=lambda e: steps.append(e) if isinstance(e, Step) else None)
     assert [(s.node_id, s.index, s.total) for s in steps] == [("blur", i, 4) for i in range(4)]
     assert all(s.x_t.shape == (1, 3, 16, 16) for s in steps)
+
+
+def test_shape_scene_draws_what_it_is_told():
+    from core.evaluation.analyser import analyse
+
+    result = image_nodes.shape_scene(None, "triangle", "green", "small", "bottom right", "black", 40.0, 64)
+    reading = analyse(result["image"][0])
+    assert (reading.shape, reading.color, reading.size, reading.position, reading.background) == (
+        "triangle", "green", "small", "bottom right", "black")
+    outline = result["outline"][0]
+    assert outline.shape == (3, 64, 64) and 0.01 < (outline[0] > 0.5).float().mean() < 0.2
+
+
+def test_join_row_lays_images_and_batches_side_by_side():
+    a = torch.zeros(2, 3, 8, 4)
+    b = torch.ones(1, 1, 8, 6)
+    row = image_nodes.join_row(None, a, b, None, None)
+    assert row.shape == (1, 3, 8, 14)
+    assert row[..., :8].max() == 0 and row[..., 8:].min() == 1
+    with pytest.raises(ValueError, match="different heights"):
+        image_nodes.join_row(None, a, torch.ones(1, 3, 9, 4), None, None)
+
+
+def test_rectangle_mask_covers_the_asked_fraction():
+    mask = image_nodes.rectangle_mask(None, 64, 32, 0.25, 0.5, 0.75, 1.0)
+    assert mask.shape == (1, 1, 32, 64)
+    assert mask.sum() == 32 * 16 and mask[0, 0, 20, 20] == 1 and mask[0, 0, 10, 20] == 0
+    with pytest.raises(ValueError, match="the rectangle is empty"):
+        image_nodes.rectangle_mask(None, 64, 64, 0.5, 0.5, 0.5, 0.9)

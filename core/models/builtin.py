@@ -84,7 +84,7 @@ class ConditionedUNet:
 
 
 def load_ldm(name_or_path: str, device: Any = "cpu") -> LoadedCheckpoint:
-    """A shapes-ldm file (and the VAE it names) as MODEL, CLIP and VAE."""
+    """A shapes-ldm file (and the VAE it names, in the same folder) as MODEL, CLIP and VAE."""
     from diffusers import UNet2DConditionModel
 
     path = model_file(name_or_path)
@@ -99,7 +99,7 @@ def load_ldm(name_or_path: str, device: Any = "cpu") -> LoadedCheckpoint:
     _load(encoder, component(tensors, "text_encoder"), path, "text encoder")
     clip = TextEncoder(WordTokenizer(text["vocabulary"], text["max_length"]),
                        encoder.to(device).eval().requires_grad_(False))
-    vae, scaling = load_vae(model_file(meta["vae"]), device)
+    vae, scaling = load_vae(path.parent / f"{meta['vae']}.safetensors", device)  # beside it
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     unet = unet.to(device).eval().requires_grad_(False)
     denoiser = DiscreteTimeDenoiser(ConditionedUNet(unet, clip), schedule, meta["prediction"])

@@ -14,12 +14,14 @@ VAE_CONFIG: dict[str, Any] = dict(
     layers_per_block=1, norm_num_groups=8, sample_size=64,
 )
 
+# Attention (self and cross) only at 8×8 and 4×4: at 16×16 it doubled the step
+# time for little gain on one-shape scenes (1.8 vs 3.5 it/s at batch 64).
 LDM_UNET_CONFIG: dict[str, Any] = dict(
     sample_size=16, in_channels=4, out_channels=4,
     block_out_channels=(32, 64, 64),
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    layers_per_block=1, cross_attention_dim=64, attention_head_dim=8, norm_num_groups=16,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=1, cross_attention_dim=64, attention_head_dim=4, norm_num_groups=16,
 )
 
 

@@ -33,7 +33,7 @@ def _ldm_task(pool, batch, device):
 
 RECIPES: dict[str, Recipe] = {
     "shapes-vae": Recipe(steps=2000, batch=16, lr=1e-3, pool=20000, make_task=_vae_task),
-    "shapes-ldm": Recipe(steps=8000, batch=64, lr=5e-4, pool=30000, make_task=_ldm_task),
+    "shapes-ldm": Recipe(steps=6000, batch=64, lr=5e-4, pool=30000, make_task=_ldm_task),
 }
 
 
