@@ -2,7 +2,10 @@
 Python loop and (b) as a workflow through the executor with events on.
 
 Reports the median time of each and the ratio (b)/(a); the target is ≤ 1.02
-on CPU. Run: ``python bench/executor_overhead.py [--repeats N] [--device D]``.
+on CPU. Run: ``python bench/executor_overhead.py [--model unet|conv] [--repeats N]``.
+``unet`` is the shapes-ldm U-Net architecture (random weights) on one 16×16×4
+latent, what the workbench actually runs; ``conv`` a three-layer conv net
+small enough to expose the executor's fixed cost per run.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from core.registry import NodeRegistry
 from core.workflow import Node, Workflow
 
 STEPS = 50
+SHAPE = [1, 4, 32, 32]  # set by main() for the chosen model
 
 
 def make_model(device: torch.device, channels: int = 64) -> torch.nn.Module:
@@ -33,9 +37,25 @@ def make_model(device: torch.device, channels: int = 64) -> torch.nn.Module:
     return model.to(device).eval()
 
 
+class ShapesUNet(torch.nn.Module):
+    """The shapes-ldm U-Net (random weights) at a fixed timestep and prompt."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        from core.models.shapes import make_unet
+
+        torch.manual_seed(0)
+        self.unet = make_unet().to(device).eval()
+        self.context = torch.randn(1, 16, 64, device=device)
+        self.t = torch.tensor([500], device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, self.t, encoder_hidden_states=self.context).sample
+
+
 def start_latent(seed: int, device: torch.device) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn((1, 4, 32, 32), generator=generator).to(device)
+    return torch.randn(tuple(SHAPE), generator=generator).to(device)
 
 
 @torch.no_grad()
@@ -79,11 +99,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", choices=("unet", "conv"), default="unet")
     parser.add_argument("--channels", type=int, default=64,
                         help="width of the conv model (64: 42 k params; 192: 346 k)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    model = make_model(device, args.channels)
+    if args.model == "unet":
+        SHAPE[:] = [1, 4, 16, 16]
+        model = ShapesUNet(device)
+    else:
+        model = make_model(device, args.channels)
     registry = workflow_registry(model)
     workflow = bench_workflow()
     steps_seen = []

@@ -13,19 +13,6 @@ def text_prompt(ctx, text):
     return Conditioning(text=text.strip())
 
 
-NODES = (
-    NodeSpec(
-        type_id="conditioning.text",
-        title="Text prompt",
-        category="conditioning",
-        description="A prompt for models that read captions directly.",
-        fn=text_prompt,
-        inputs=(Input("text", PortType.STRING, "", widget="multiline"),),
-        outputs=(Output("conditioning", PortType.CONDITIONING),),
-    ),
-)
-
-
 def encode_text(ctx, clip, text):
     """The prompt through the model's text encoder: (1, L, D) embeddings."""
     import torch
@@ -37,7 +24,16 @@ def encode_text(ctx, clip, text):
     return Conditioning(text=text.strip(), embeddings=embeddings)
 
 
-NODES = NODES + (
+NODES = (
+    NodeSpec(
+        type_id="conditioning.text",
+        title="Text prompt",
+        category="conditioning",
+        description="A prompt for models that read captions directly.",
+        fn=text_prompt,
+        inputs=(Input("text", PortType.STRING, "", widget="multiline"),),
+        outputs=(Output("conditioning", PortType.CONDITIONING),),
+    ),
     NodeSpec(
         type_id="conditioning.encode",
         title="Text encoder",

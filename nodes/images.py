@@ -115,6 +115,63 @@ def _image_out(name: str = "image") -> Output:
     return Output(name, PortType.IMAGE)
 
 
+def shape_scene(ctx, shape, color, size, position, background, rotation, pixels):
+    """One shapes-world picture, drawn exactly as the training data is, with
+    its outline hint: a test input for img2img, inpainting and ControlNet."""
+    from core.data.shapes import SIZES, ShapeScene, render
+    from core.images import from_pil
+
+    low, high = SIZES[size]
+    scene = ShapeScene(shape, color, size, position, background, (low + high) / 2,
+                       float(rotation), (0.0, 0.0))
+    image, outline = render(scene, pixels)
+    return {"image": from_pil(image), "outline": from_pil(outline)}
+
+
+def join_row(ctx, a, b, c, d):
+    """Images side by side (same height); the batches are laid out in one row."""
+    import torch
+
+    parts = [image for image in (a, b, c, d) if image is not None]
+    for image in parts:
+        check_image(image)
+    heights = {int(image.shape[-2]) for image in parts}
+    if len(heights) != 1:
+        raise ValueError(f"images of different heights cannot share a row: {sorted(heights)}")
+    tiles = [image[:, :3] if image.shape[1] >= 3 else image.expand(-1, 3, -1, -1) for image in parts]
+    columns = torch.cat([tile[i] for tile in tiles for i in range(len(tile))], dim=-1)  # (3, H, ΣW)
+    return columns.unsqueeze(0)  # (1, 3, H, ΣW)
+
+
+def rectangle_mask(ctx, width, height, left, top, right, bottom):
+    """1 inside the rectangle (fractions of the size), 0 outside: where to repaint."""
+    import torch
+
+    if not (left < right and top < bottom):
+        raise ValueError("the rectangle is empty: left < right and top < bottom are needed")
+    mask = torch.zeros(1, 1, height, width)
+    mask[..., round(top * height):round(bottom * height), round(left * width):round(right * width)] = 1
+    return mask
+
+
+def _scene_inputs():
+    from core.data.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES
+
+    return (
+        Input("shape", PortType.STRING, "circle", choices=SHAPES),
+        Input("color", PortType.STRING, "red", choices=tuple(COLORS)),
+        Input("size", PortType.STRING, "large", choices=tuple(SIZES)),
+        Input("position", PortType.STRING, "center", choices=POSITIONS),
+        Input("background", PortType.STRING, "white", choices=tuple(BACKGROUNDS)),
+        Input("rotation", PortType.FLOAT, 0.0, min=0.0, max=360.0, step=5.0),
+        Input("pixels", PortType.INT, 64, min=16, max=1024, step=16),
+    )
+
+
+def _fraction(name: str, default: float) -> Input:
+    return Input(name, PortType.FLOAT, default, min=0.0, max=1.0, step=0.05)
+
+
 NODES = (
     NodeSpec(
         type_id="image.pattern",
@@ -190,67 +247,6 @@ NODES = (
         outputs=(_image_out("images"),),
         is_output=True,
     ),
-)
-
-
-def shape_scene(ctx, shape, color, size, position, background, rotation, pixels):
-    """One shapes-world picture, drawn exactly as the training data is, with
-    its outline hint: a test input for img2img, inpainting and ControlNet."""
-    from core.data.shapes import SIZES, ShapeScene, render
-    from core.images import from_pil
-
-    low, high = SIZES[size]
-    scene = ShapeScene(shape, color, size, position, background, (low + high) / 2,
-                       float(rotation), (0.0, 0.0))
-    image, outline = render(scene, pixels)
-    return {"image": from_pil(image), "outline": from_pil(outline)}
-
-
-def join_row(ctx, a, b, c, d):
-    """Images side by side (same height); the batches are laid out in one row."""
-    import torch
-
-    parts = [image for image in (a, b, c, d) if image is not None]
-    for image in parts:
-        check_image(image)
-    heights = {int(image.shape[-2]) for image in parts}
-    if len(heights) != 1:
-        raise ValueError(f"images of different heights cannot share a row: {sorted(heights)}")
-    tiles = [image[:, :3] if image.shape[1] >= 3 else image.expand(-1, 3, -1, -1) for image in parts]
-    columns = torch.cat([tile[i] for tile in tiles for i in range(len(tile))], dim=-1)  # (3, H, ΣW)
-    return columns.unsqueeze(0)  # (1, 3, H, ΣW)
-
-
-def rectangle_mask(ctx, width, height, left, top, right, bottom):
-    """1 inside the rectangle (fractions of the size), 0 outside: where to repaint."""
-    import torch
-
-    if not (left < right and top < bottom):
-        raise ValueError("the rectangle is empty: left < right and top < bottom are needed")
-    mask = torch.zeros(1, 1, height, width)
-    mask[..., round(top * height):round(bottom * height), round(left * width):round(right * width)] = 1
-    return mask
-
-
-def _scene_inputs():
-    from core.data.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES
-
-    return (
-        Input("shape", PortType.STRING, "circle", choices=SHAPES),
-        Input("color", PortType.STRING, "red", choices=tuple(COLORS)),
-        Input("size", PortType.STRING, "large", choices=tuple(SIZES)),
-        Input("position", PortType.STRING, "center", choices=POSITIONS),
-        Input("background", PortType.STRING, "white", choices=tuple(BACKGROUNDS)),
-        Input("rotation", PortType.FLOAT, 0.0, min=0.0, max=360.0, step=5.0),
-        Input("pixels", PortType.INT, 64, min=16, max=1024, step=16),
-    )
-
-
-def _fraction(name: str, default: float) -> Input:
-    return Input(name, PortType.FLOAT, default, min=0.0, max=1.0, step=0.05)
-
-
-NODES = NODES + (
     NodeSpec(
         type_id="image.shape_scene",
         title="Shapes scene",

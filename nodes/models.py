@@ -64,30 +64,6 @@ def folder_fingerprint(params) -> str:
     return repr(entries)
 
 
-NODES = (
-    NodeSpec(
-        type_id="model.ideal_denoiser",
-        title="Ideal denoiser",
-        category="model",
-        description="The optimal denoiser of a set of images, in closed form: no training needed.",
-        fn=ideal_denoiser,
-        inputs=(
-            Input("source", PortType.STRING, "built-in shapes", choices=("built-in shapes", "folder")),
-            Input("folder", PortType.STRING, "", widget="file",
-                  tooltip="A folder of images; file names serve as captions"),
-            Input("count", PortType.INT, 64, min=1, max=MAX_IDEAL_IMAGES),
-            Input("size", PortType.INT, 32, min=8, max=512, step=8),
-            Input("seed", PortType.INT, 0, min=0, max=2**63 - 1,
-                  tooltip="Which built-in shapes are drawn"),
-            Input("parameterization", PortType.STRING, "diffusion",
-                  choices=("diffusion", "flow matching")),
-        ),
-        outputs=(Output("model", PortType.MODEL),),
-        fingerprint=folder_fingerprint,
-    ),
-)
-
-
 def load_checkpoint_node(ctx, name, path):
     """A checkpoint's backbone, text encoder and VAE (as ComfyUI's loader)."""
     from core.models.builtin import load_ldm
@@ -110,7 +86,27 @@ def checkpoint_fingerprint(params) -> str:
     return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
-NODES = NODES + (
+NODES = (
+    NodeSpec(
+        type_id="model.ideal_denoiser",
+        title="Ideal denoiser",
+        category="model",
+        description="The optimal denoiser of a set of images, in closed form: no training needed.",
+        fn=ideal_denoiser,
+        inputs=(
+            Input("source", PortType.STRING, "built-in shapes", choices=("built-in shapes", "folder")),
+            Input("folder", PortType.STRING, "", widget="file",
+                  tooltip="A folder of images; file names serve as captions"),
+            Input("count", PortType.INT, 64, min=1, max=MAX_IDEAL_IMAGES),
+            Input("size", PortType.INT, 32, min=8, max=512, step=8),
+            Input("seed", PortType.INT, 0, min=0, max=2**63 - 1,
+                  tooltip="Which built-in shapes are drawn"),
+            Input("parameterization", PortType.STRING, "diffusion",
+                  choices=("diffusion", "flow matching")),
+        ),
+        outputs=(Output("model", PortType.MODEL),),
+        fingerprint=folder_fingerprint,
+    ),
     NodeSpec(
         type_id="model.checkpoint",
         title="Checkpoint loader",

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, help="a .train.pt checkpoint to continue from")
     train.add_argument("--device", default="auto")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--weighting", choices=("v", "epsilon"),
+                       help="shapes-ldm loss weighting (default v: 1 + 1/SNR, truncated)")
     train.add_argument("--threads", type=int,
                        help="CPU threads (1 avoids thrashing when the cores are shared)")
     train.set_defaults(handler=_cmd_train)
@@ -168,8 +170,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         device = resolve_device(args.device)
+        options = {"weighting": args.weighting} if args.weighting else {}
         path = run_training(args.model, args.steps, args.batch, args.out, args.resume, device,
-                            args.seed)
+                            args.seed, **options)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID

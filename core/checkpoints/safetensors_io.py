@@ -33,6 +33,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
     temp = path.with_name(f".{path.name}.tmp")
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     save_file(contiguous, str(temp), metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    os.chmod(temp, 0o644)  # a model file is for everyone to read
     os.replace(temp, path)
     return path
 

@@ -19,16 +19,16 @@ class Recipe:
     make_task: Callable  # (pool, batch, device) -> Task
 
 
-def _vae_task(pool, batch, device):
+def _vae_task(pool, batch, device, **options):
     from core.training.vae_task import VAETask
 
     return VAETask(pool, batch, device)
 
 
-def _ldm_task(pool, batch, device):
+def _ldm_task(pool, batch, device, weighting: str | None = None):
     from core.training.ldm_task import LDMTask
 
-    return LDMTask(pool, batch, device, MODELS_DIR / "shapes-vae.safetensors")
+    return LDMTask(pool, batch, device, MODELS_DIR / "shapes-vae.safetensors", weighting or "v")
 
 
 RECIPES: dict[str, Recipe] = {
@@ -38,13 +38,13 @@ RECIPES: dict[str, Recipe] = {
 
 
 def run_training(name: str, steps: int | None, batch: int | None, out: Path | None,
-                 resume: Path | None, device, seed: int = 0) -> Path:
+                 resume: Path | None, device, seed: int = 0, **options) -> Path:
     from core.training.data import ShapesPool
 
     if name not in RECIPES:
         raise ValueError(f"unknown model {name!r}; trainable: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
     pool = ShapesPool.render(recipe.pool, seed=1000 + seed)
-    task = recipe.make_task(pool, batch or recipe.batch, device)
+    task = recipe.make_task(pool, batch or recipe.batch, device, **options)
     config = TrainConfig(steps=steps or recipe.steps, lr=recipe.lr, seed=seed)
     return train(task, config, out or MODELS_DIR / f"{name}.safetensors", resume)
