@@ -94,3 +94,17 @@ def test_bad_model_files_fail_the_loader_node_with_the_file_named(tmp_path, tiny
         load_ldm(str(tiny_ldm.parent / "shapes-vae.safetensors"))
     with pytest.raises(ExecutionFailed, match="choose a built-in model"):
         Executor(registry).run(txt2img(""), device="cpu")
+
+
+def test_eval_and_train_commands(tiny_ldm, tmp_path, capsys):
+    from app.cli.main import main
+
+    grid = tmp_path / "grid.png"
+    assert main(["eval", str(tiny_ldm), "--samples", "4", "--steps", "2", "--grid", str(grid),
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| color |" in out and "| position |" in out and grid.exists()
+    assert main(["eval", str(tmp_path / "none.safetensors"), "--device", "cpu"]) == 2
+    assert "no such model file" in capsys.readouterr().err
+    assert main(["train", "shapes-unicorn"]) == 2
+    assert "trainable: shapes-vae, shapes-ldm" in capsys.readouterr().err

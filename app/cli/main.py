@@ -1,4 +1,5 @@
-"""``diffusion-workbench``: run workflows headless, list nodes.
+"""``diffusion-workbench``: run workflows headless, print noise schedules,
+train and evaluate the built-in models, list the node types.
 
 Exit status: 0 success, 1 a node failed while running, 2 an invalid
 workflow, ``--set`` or device, 130 interrupted (Ctrl-C cancels the run
