@@ -150,3 +150,13 @@ def test_rectangle_mask_covers_the_asked_fraction():
     assert mask.sum() == 32 * 16 and mask[0, 0, 20, 20] == 1 and mask[0, 0, 10, 20] == 0
     with pytest.raises(ValueError, match="the rectangle is empty"):
         image_nodes.rectangle_mask(None, 64, 64, 0.5, 0.5, 0.5, 0.9)
+
+
+def test_composite_keeps_the_base_outside_the_mask():
+    base, overlay = torch.zeros(1, 3, 16, 16), torch.ones(2, 3, 16, 16)
+    mask = image_nodes.rectangle_mask(None, 8, 8, 0.5, 0.0, 1.0, 1.0)  # right half, smaller
+    out = image_nodes.composite(None, base, overlay, mask)
+    assert out.shape == (2, 3, 16, 16)
+    assert out[..., :7].max() == 0 and out[..., 9:].min() == 1
+    with pytest.raises(ValueError, match="differ in size"):
+        image_nodes.composite(None, base, torch.ones(1, 3, 8, 8), mask)
