@@ -77,6 +77,8 @@ class ConditionedUNet:
         embeddings = cond.embeddings
         if embeddings is None:
             if cond.text not in self._encoded:
+                if len(self._encoded) >= 32:  # a long session must not grow without bound
+                    self._encoded.pop(next(iter(self._encoded)))
                 self._encoded[cond.text] = self.clip.encode([cond.text], x_t.device)
             embeddings = self._encoded[cond.text]
         embeddings = embeddings.to(device=x_t.device, dtype=x_t.dtype)
