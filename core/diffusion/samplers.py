@@ -55,10 +55,8 @@ Callback = Callable[[StepInfo], Any]
 def _model_step(model, x, level, extra_args, callback, index, total):
     """Call the model, report the step; return x̂_0, or None when asked to stop."""
     x0 = model(x, _level(level, x), **(extra_args or {}))
-    if callback is not None:
-        eps = predicted_noise(model.parameterization, x, x0, level)
-        if callback(StepInfo(index, total, float(level), x, x0, eps)) is STOP:
-            return None
+    if callback is not None and _report(model, callback, index, total, level, x, x0) is STOP:
+        return None
     return x0
 
 
