@@ -16,7 +16,8 @@ from core.diffusion.schedules import Schedule
 
 def _at(table: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
     """table[t] shaped to broadcast over ``like`` (B, …), in its dtype and device."""
-    values = table[torch.as_tensor(t, dtype=torch.long)]
+    index = torch.as_tensor(t, dtype=torch.long)
+    values = table[index.to(table.device)]  # the tables live on the CPU, t may not
     values = values.reshape(-1, *([1] * (like.ndim - 1))) if values.ndim else values
     return values.to(device=like.device, dtype=like.dtype)
 

@@ -35,3 +35,58 @@ def make_unet(config: dict[str, Any] = LDM_UNET_CONFIG):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(**config)
+
+
+# shapes-ddpm: the Improved-DDPM setting in pixel space (Nichol & Dhariwal
+# 2021): 32×32×3, attention (self and cross) at 16×16 and 8×8 as their CIFAR
+# models, GroupNorm, and 6 output channels: ε and the variance interpolant v.
+DDPM_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=32, in_channels=3, out_channels=6,
+    block_out_channels=(48, 96, 96),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=1, cross_attention_dim=64, attention_head_dim=4, norm_num_groups=16,
+)
+
+# shapes-controlnet: a copy of the shapes-ldm U-Net's encoder (Zhang et al.
+# 2023) whose hint embedding takes 64×64 outlines down to the 16×16 latent
+# grid with two stride-2 convolutions.
+CONTROLNET_EMBEDDING_CHANNELS = (16, 32, 64)
+
+# shapes-flow: an MMDiT (SD3's SD3Transformer2DModel, adaLN-Zero blocks) over
+# 2×2 patches of the 16×16×4 latents: 64 image tokens beside 16 text tokens.
+FLOW_TRANSFORMER_CONFIG: dict[str, Any] = dict(
+    sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=6,
+    attention_head_dim=32, num_attention_heads=4, joint_attention_dim=64,
+    caption_projection_dim=128, pooled_projection_dim=64, pos_embed_max_size=16,
+)
+
+# shapes-classifier: the encoder half of a U-Net with a timestep embedding
+# (Dhariwal & Nichol 2021, §4.1), on 32×32 noisy images: shape and colour.
+CLASSIFIER_CONFIG: dict[str, Any] = dict(
+    sample_size=32, in_channels=3, block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+    layers_per_block=1, norm_num_groups=16, attention_head_dim=16,
+    heads={"shape": 3, "color": 6},
+)
+
+
+def make_ddpm_unet(config: dict[str, Any] = DDPM_UNET_CONFIG):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**config)
+
+
+def make_controlnet(unet):
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=CONTROLNET_EMBEDDING_CHANNELS,
+        conditioning_channels=3,
+    )
+
+
+def make_flow_transformer(config: dict[str, Any] = FLOW_TRANSFORMER_CONFIG):
+    from diffusers import SD3Transformer2DModel
+
+    return SD3Transformer2DModel(**config)

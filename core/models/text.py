@@ -74,3 +74,12 @@ class TextEncoder:
     def encode(self, texts: Sequence[str], device: Any = "cpu") -> torch.Tensor:
         ids = self.tokenizer(texts).to(device)
         return self.model(input_ids=ids).last_hidden_state  # (B, L, D)
+
+
+def pooled_output(hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """The hidden state at each row's first <eos>: CLIP's pooled text
+    embedding (what SD3 feeds its adaLN as ``pooled_projections``). Taken
+    here rather than from ``pooler_output``, whose legacy rule for an
+    ``eos_token_id`` of 2 picks the largest token id instead."""
+    first_eos = (input_ids == EOS).int().argmax(dim=1)  # (B,)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), first_eos.to(hidden.device)]

@@ -13,6 +13,25 @@ import torch
 from core.data.shapes import ShapeScene, random_scene, render
 
 
+CHUNK = 2048
+
+
+def _render_chunk(job) -> tuple[torch.Tensor, torch.Tensor, list[ShapeScene]]:
+    import numpy as np
+
+    seed, index, count, pixels = job
+    rng = random.Random(f"shapes-pool:{seed}:{index}")
+    images = np.empty((count, pixels, pixels, 3), dtype=np.uint8)
+    outlines = np.empty((count, pixels, pixels), dtype=np.uint8)
+    scenes = []
+    for row in range(count):
+        scene = random_scene(rng)
+        image, outline = render(scene, pixels)
+        images[row], outlines[row] = np.asarray(image), np.asarray(outline)
+        scenes.append(scene)
+    return torch.from_numpy(images), torch.from_numpy(outlines), scenes
+
+
 @dataclass
 class ShapesPool:
     """Rendered scenes: images (N, 3, H, W) and outlines (N, 1, H, W) as uint8."""
@@ -22,22 +41,22 @@ class ShapesPool:
     scenes: list[ShapeScene]
 
     @classmethod
-    def render(cls, count: int, seed: int, pixels: int = 64) -> "ShapesPool":
-        import numpy as np
+    def render(cls, count: int, seed: int, pixels: int = 64, workers: int = 1) -> "ShapesPool":
+        """``count`` scenes in chunks seeded from (seed, chunk index), so the
+        pool is the same whatever the number of worker processes."""
+        chunks = [(seed, index, min(CHUNK, count - start), pixels)
+                  for index, start in enumerate(range(0, count, CHUNK))]
+        if workers > 1 and len(chunks) > 1:
+            from concurrent.futures import ProcessPoolExecutor
 
-        rng = random.Random(seed)
-        images = np.empty((count, pixels, pixels, 3), dtype=np.uint8)
-        outlines = np.empty((count, pixels, pixels), dtype=np.uint8)
-        scenes = []
-        for index in range(count):
-            scene = random_scene(rng)
-            image, outline = render(scene, pixels)
-            images[index], outlines[index] = np.asarray(image), np.asarray(outline)
-            scenes.append(scene)
+            with ProcessPoolExecutor(workers) as pool:
+                parts = list(pool.map(_render_chunk, chunks))
+        else:
+            parts = [_render_chunk(chunk) for chunk in chunks]
         return cls(
-            torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),  # (N, 3, H, W)
-            torch.from_numpy(outlines).unsqueeze(1),  # (N, 1, H, W)
-            scenes,
+            torch.cat([p[0] for p in parts]).permute(0, 3, 1, 2).contiguous(),  # (N, 3, H, W)
+            torch.cat([p[1] for p in parts]).unsqueeze(1),  # (N, 1, H, W)
+            [scene for p in parts for scene in p[2]],
         )
 
     def __len__(self) -> int:

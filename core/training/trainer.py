@@ -41,6 +41,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 25
     weight_decay: float = 0.0
+    max_seconds: float | None = None  # a time budget: stop early, export what there is
 
 
 class EMA:
@@ -55,8 +56,8 @@ class EMA:
     def update(self, modules: dict[str, torch.nn.Module], step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
         for name, module in modules.items():
-            for ema_p, p in zip(self.shadow[name].parameters(), module.parameters()):
-                ema_p.lerp_(p, 1 - decay)
+            shadow = list(self.shadow[name].parameters())
+            torch._foreach_lerp_(shadow, list(module.parameters()), 1 - decay)  # one kernel per group
 
 
 def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None) -> Path:
@@ -75,7 +76,7 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
         module.train()
     started, smoothed = time.perf_counter(), None
     first_step = step
-    while step < config.steps:
+    while step < config.steps and not _out_of_time(started, config.max_seconds):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup)
         loss = task.loss(generator)
@@ -96,10 +97,18 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save_state(state_path, step, losses, modules, ema, optimizer, generator)
             plot_losses(losses, out.with_suffix(".loss.png"), task.name)
+    if step % config.checkpoint_every and step != config.steps:  # stopped by the time budget
+        print(f"{task.name}: time budget spent at step {step}", file=sys.stderr)
+        _save_state(state_path, step, losses, modules, ema, optimizer, generator)
+        plot_losses(losses, out.with_suffix(".loss.png"), task.name)
     recipe = {"steps": step, "lr": config.lr, "warmup": config.warmup, "seed": config.seed,
               "ema_decay": config.ema_decay, "final_loss": smoothed}
     task.export(out, ema.shadow, recipe)
     return out
+
+
+def _out_of_time(started: float, budget: float | None) -> bool:
+    return budget is not None and time.perf_counter() - started >= budget
 
 
 def _save_state(path, step, losses, modules, ema, optimizer, generator) -> None:

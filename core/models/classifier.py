@@ -1,0 +1,66 @@
+"""A noise-aware classifier p(y | x_t, t) for classifier guidance.
+
+Dhariwal & Nichol 2021 (§4.1) guide an unconditional diffusion model with
+the gradient of a classifier trained on *noisy* images: the encoder half of
+the diffusion U-Net, with the same timestep embedding, pooled into logits.
+This is that network assembled from diffusers' own U-Net blocks (the
+library has no classifier class); nothing here is a new architecture.
+It answers several questions at once, one head each (shape, colour).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class NoisyClassifier(nn.Module):
+    """``forward(x_t, t) -> {head: logits (B, classes)}`` for VP-scaled x_t."""
+
+    def __init__(self, sample_size: int, in_channels: int, block_out_channels, down_block_types,
+                 layers_per_block: int, norm_num_groups: int, attention_head_dim: int,
+                 heads: dict[str, int]) -> None:
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+        from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
+
+        super().__init__()
+        self.config: dict[str, Any] = dict(
+            sample_size=sample_size, in_channels=in_channels,
+            block_out_channels=list(block_out_channels), down_block_types=list(down_block_types),
+            layers_per_block=layers_per_block, norm_num_groups=norm_num_groups,
+            attention_head_dim=attention_head_dim, heads=dict(heads),
+        )
+        width = block_out_channels[0]
+        time_dim = width * 4
+        self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(width, time_dim)
+        self.conv_in = nn.Conv2d(in_channels, width, kernel_size=3, padding=1)
+        blocks, channels = [], width
+        for index, (kind, out) in enumerate(zip(down_block_types, block_out_channels)):
+            blocks.append(get_down_block(
+                kind, num_layers=layers_per_block, in_channels=channels, out_channels=out,
+                temb_channels=time_dim, add_downsample=index < len(block_out_channels) - 1,
+                resnet_eps=1e-5, resnet_act_fn="silu", resnet_groups=norm_num_groups,
+                attention_head_dim=attention_head_dim, downsample_padding=1,
+            ))
+            channels = out
+        self.down_blocks = nn.ModuleList(blocks)
+        self.mid_block = UNetMidBlock2D(channels, time_dim, resnet_groups=norm_num_groups,
+                                        attention_head_dim=attention_head_dim)
+        self.norm_out = nn.GroupNorm(norm_num_groups, channels)
+        self.heads = nn.ModuleDict({name: nn.Linear(channels, count) for name, count in heads.items()})
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        t = torch.as_tensor(t, device=x_t.device).expand(x_t.shape[0])
+        emb = self.time_embedding(self.time_proj(t).to(x_t.dtype))  # (B, 4W)
+        h = self.conv_in(x_t)
+        for block in self.down_blocks:
+            h, _ = block(h, emb)
+        h = self.mid_block(h, emb)
+        pooled = torch.nn.functional.silu(self.norm_out(h)).mean(dim=(2, 3))  # (B, C)
+        return {name: head(pooled) for name, head in self.heads.items()}
+
+
+def make_classifier(config: dict[str, Any]) -> NoisyClassifier:
+    return NoisyClassifier(**config)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Train every built-in model after the VAE, as the shipped weights were made:
+# shapes-ldm, shapes-ddpm, shapes-classifier and shapes-flow at once, then
+# shapes-controlnet on the new shapes-ldm. Each stops at its step count or
+# its time budget, whichever comes first, and writes its model file.
+#
+#   scripts/train_builtin.sh OUT_DIR [DEVICE] [MINUTES_PHASE1] [MINUTES_PHASE2] [STEPS]
+#
+# The shapes-vae is copied from resources/models (train it with
+# `diffusion-workbench train shapes-vae`). Logs go to OUT_DIR/train.log.
+set -u
+out=${1:?usage: train_builtin.sh OUT_DIR [DEVICE] [MINUTES1] [MINUTES2] [STEPS]}
+device=${2:-auto}; first=${3:-3.5}; second=${4:-3.5}; steps=${5:-100000}
+batch=${BATCH:-256}; pool=${POOL:-60000}; workers=${WORKERS:-4}; threads=${THREADS:-2}
+here=$(cd "$(dirname "$0")/.." && pwd)
+dw=(python3 -m app.cli.main)
+mkdir -p "$out"
+cp "$here/resources/models/shapes-vae.safetensors" "$out/"
+cd "$here"
+train() {  # MODEL MINUTES [extra args]
+  local model=$1 minutes=$2; shift 2
+  "${dw[@]}" train "$model" --device "$device" --steps "$steps" --batch "$batch" \
+    --pool "$pool" --workers "$workers" --threads "$threads" --max-minutes "$minutes" \
+    --models-dir "$out" --out "$out/$model.safetensors" "$@" >"$out/$model.log" 2>&1
+  echo "$model exit $?" >>"$out/train.log"
+}
+both=$(python3 -c "print($first + $second)")
+train shapes-ldm "$first" &
+train shapes-ddpm "$both" &
+train shapes-flow "$both" &
+train shapes-classifier "$first" --batch "$((batch / 2))" &
+wait %1
+if [ ! -f "$out/shapes-ldm.safetensors" ]; then  # fall back to the shipped model
+  cp resources/models/shapes-ldm.safetensors "$out/"
+fi
+train shapes-controlnet "$second"
+wait
+tail -n 3 "$out"/shapes-*.log >>"$out/train.log"
