@@ -150,9 +150,21 @@ def test_every_image_of_a_batch_is_written(tmp_path, catalogue, monkeypatch):
     assert [p.name for p in paths] == ["save_0.png", "save_1.png", "save_2.png"]
 
 
-def test_no_arguments_prints_help(capsys):
-    assert main([]) == 0
+def test_help_prints_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
     assert "usage: diffusion-workbench" in capsys.readouterr().out
+
+
+def test_no_arguments_opens_the_workbench_on_the_default_workflow(monkeypatch):
+    import app.cli.main as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_cmd_gui", lambda args: seen.append(args) or 0)
+    assert main([]) == 0
+    assert seen[0].command == "gui"
+    assert seen[0].file == cli.DEFAULT_WORKFLOW and seen[0].file.exists()
 
 
 def test_nodes_lists_and_describes_the_catalogue(capsys):

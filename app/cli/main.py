@@ -1,5 +1,6 @@
-"""``diffusion-workbench``: run workflows headless, print noise schedules,
-train and evaluate the built-in models, list the node types.
+"""``diffusion-workbench``: open the desktop workbench (no arguments, or
+``gui``), run workflows headless, print noise schedules, train and evaluate
+the built-in models, list the node types.
 
 Exit status: 0 success, 1 a node failed while running, 2 an invalid
 workflow, ``--set`` or device, 130 interrupted (Ctrl-C cancels the run
@@ -17,6 +18,7 @@ from typing import Sequence
 
 from app.cli.overrides import OverrideError, apply_overrides
 from app.cli.progress import ProgressPrinter
+from app.cli.trajectory import StepRecorder
 from core.device import DEVICE_CHOICES, DTYPE_CHOICES, DeviceError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("outputs"), help="folder for images")
     run.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)}")
     run.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
+    run.add_argument("--trajectory", type=Path, metavar="DIR",
+                     help="also write each sampler's steps as a filmstrip PNG and a GIF")
     run.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
     run.set_defaults(handler=_cmd_run)
     schedule = commands.add_parser(
@@ -51,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--spacing", default="leading", help="leading, trailing, linspace or karras")
     schedule.set_defaults(handler=_cmd_schedule)
     train = commands.add_parser("train", help="train a built-in model")
-    train.add_argument("model", help="shapes-vae or shapes-ldm")
+    train.add_argument("model", help="shapes-vae, shapes-ldm, shapes-controlnet, shapes-ddpm, "
+                                      "shapes-classifier or shapes-flow")
     train.add_argument("--steps", type=int)
     train.add_argument("--batch", type=int)
     train.add_argument("--out", type=Path, help="the model file to write")
@@ -62,15 +67,35 @@ def build_parser() -> argparse.ArgumentParser:
                        help="shapes-ldm loss weighting (default v: 1 + 1/SNR, truncated)")
     train.add_argument("--threads", type=int,
                        help="CPU threads (1 avoids thrashing when the cores are shared)")
+    train.add_argument("--pool", type=int, help="how many shapes-world images to render")
+    train.add_argument("--workers", type=int, default=1, help="processes rendering the pool")
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--max-minutes", type=float,
+                       help="a time budget: stop early and write the model trained so far")
+    train.add_argument("--decoder-only", action="store_true",
+                       help="shapes-vae: fine-tune the decoder alone (latents stay the same)")
+    train.add_argument("--init", type=Path,
+                       help="start from this model file's weights (fine-tuning)")
+    train.add_argument("--models-dir", type=Path,
+                       help="where the models this one builds on are (default: the shipped ones)")
     train.set_defaults(handler=_cmd_train)
-    evaluate = commands.add_parser("eval", help="measure a built-in model's prompt accuracy")
-    evaluate.add_argument("model", help="shapes-ldm, or a path to a model file")
+    evaluate = commands.add_parser(
+        "eval", help="measure a built-in model's prompt accuracy (ControlNet: IoU; "
+                     "classifier: classifier guidance)")
+    evaluate.add_argument("model", help="shapes-ldm, shapes-ddpm, shapes-flow, shapes-controlnet, "
+                                        "shapes-classifier, or a path to a model file")
+    evaluate.add_argument("--base", help="the backbone a ControlNet or classifier steers "
+                                         "(default: shapes-ldm / shapes-ddpm)")
     evaluate.add_argument("--samples", type=int, default=200, help="held-out prompts")
     evaluate.add_argument("--per-prompt", type=int, default=1,
                           help="images per prompt (2 or more also measures diversity)")
-    evaluate.add_argument("--steps", type=int, default=25)
-    evaluate.add_argument("--guidance", type=float, default=4.0)
-    evaluate.add_argument("--sampler", default="dpmpp_2m")
+    evaluate.add_argument("--steps", type=int, help="default: the model's example workflow's")
+    evaluate.add_argument("--guidance", type=float, default=4.0,
+                          help="classifier-free guidance scale g")
+    evaluate.add_argument("--scale", type=float, default=3.0,
+                          help="classifier guidance scale s (for a classifier)")
+    evaluate.add_argument("--strength", type=float, default=1.0, help="ControlNet strength")
+    evaluate.add_argument("--sampler", help="default: the model's example workflow's")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--grid", type=Path, default=Path("eval-grid.png"))
     evaluate.add_argument("--device", default="auto")
@@ -78,16 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = commands.add_parser("nodes", help="list the node types and their parameters")
     nodes.add_argument("type_id", nargs="?", help="show one node type in full")
     nodes.set_defaults(handler=_cmd_nodes)
+    gui = commands.add_parser("gui", help="open the desktop workbench (the default command)")
+    gui.add_argument("file", nargs="?", type=Path, help="a workflow .json or a workbench PNG")
+    gui.add_argument("--run", action="store_true", help="run the workflow once it is open")
+    gui.add_argument("--screenshot", type=Path, metavar="PATH",
+                     help="save a picture of the window (after the run with --run) and exit")
+    gui.set_defaults(handler=_cmd_gui)
     return parser
+
+
+#: What ``diffusion-workbench`` with no arguments opens.
+DEFAULT_WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "txt2img.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:  # the GUI will open here once it exists
-        parser.print_help()
-        return EXIT_OK
+    if args.command is None:  # no arguments: open the workbench on the default workflow
+        args = parser.parse_args(["gui", str(DEFAULT_WORKFLOW)])
     try:
         return args.handler(args)
     except BrokenPipeError:  # `… | head`: the reader left; that is not an error
@@ -114,10 +148,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workflow = apply_overrides(load(args.workflow), registry, args.overrides)
         executor = Executor(registry)
         token = CancelToken()
+        recorder = StepRecorder() if args.trajectory else None
+        sink = ProgressPrinter() if recorder is None else recorder.wrapping(ProgressPrinter())
         worker = _Worker(
             lambda: executor.run(
-                workflow, on_event=ProgressPrinter(), cancel=token,
-                device=args.device, dtype=args.dtype, previews=False,
+                workflow, on_event=sink, cancel=token,
+                device=args.device, dtype=args.dtype, previews=recorder is not None,
             )
         )
         result = worker.wait_or_cancel(token)
@@ -139,6 +175,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     for path in write_images(result, registry, workflow, args.out, dumps(workflow)):
         print(path)
+    if recorder is not None:
+        for path in recorder.export(args.trajectory):
+            print(path)
     return EXIT_OK
 
 
@@ -172,8 +211,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
         options = {"weighting": args.weighting} if args.weighting else {}
+        if args.models_dir:
+            options["models_dir"] = args.models_dir
+        if args.decoder_only:
+            options["decoder_only"] = True
+        budget = args.max_minutes * 60 if args.max_minutes else None
         path = run_training(args.model, args.steps, args.batch, args.out, args.resume, device,
-                            args.seed, **options)
+                            args.seed, pool=args.pool, workers=args.workers, lr=args.lr,
+                            max_seconds=budget, init=args.init, **options)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
@@ -185,16 +230,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from core.checkpoints import CheckpointError
+    from core.checkpoints import CheckpointError, load_checkpoint
     from core.device import resolve_device
-    from core.evaluation.evaluate import evaluate_ldm
+    from core.evaluation import evaluate
+    from core.models.builtin import model_file
 
+    common = dict(sampler=args.sampler, seed=args.seed, grid=args.grid)
     try:
-        report = evaluate_ldm(
-            args.model, args.samples, args.per_prompt, args.steps, args.guidance,
-            sampler=args.sampler, seed=args.seed, grid=args.grid,
-            device=resolve_device(args.device),
-        )
+        device = resolve_device(args.device)
+        kind = load_checkpoint(model_file(args.model))[1].get("kind")
+        if kind == "controlnet":
+            report = evaluate.evaluate_controlnet(
+                args.model, args.base or "shapes-ldm", args.samples, args.steps, args.guidance,
+                strength=args.strength, device=device, **common)
+        elif kind == "classifier":
+            report = evaluate.evaluate_classifier_guidance(
+                args.base or "shapes-ddpm", args.model, args.samples, args.per_prompt,
+                args.steps, args.scale, device=device, **common)
+        else:
+            report = evaluate.evaluate_model(args.model, args.samples, args.per_prompt,
+                                             args.steps, args.guidance, device=device, **common)
     except (ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
@@ -221,6 +276,15 @@ def _number(value: float | None) -> str:
     if value is None:
         return ""
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    try:  # Qt is imported here only, so the headless commands never load it
+        from app.gui.app import run_gui
+    except ImportError as error:
+        print(f"error: the workbench needs PySide6 and NodeGraphQt ({error})", file=sys.stderr)
+        return EXIT_INVALID
+    return run_gui(args.file, run=args.run, screenshot=args.screenshot)
 
 
 def _cmd_nodes(args: argparse.Namespace) -> int:

@@ -1,0 +1,100 @@
+"""Starting the workbench: the application object, the window, and the
+``--run``/``--screenshot`` modes used for documentation and checks."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+log = logging.getLogger(__name__)
+
+_NOISE = ("propagateSizeHints",)
+
+
+def _quiet_qt(mode, context, message) -> None:
+    """Drop the offscreen plugin's noise; pass everything else to logging."""
+    if any(text in message for text in _NOISE):
+        return
+    level = logging.WARNING if mode != QtCore.QtMsgType.QtDebugMsg else logging.DEBUG
+    log.log(level, "Qt: %s", message)
+
+
+def application() -> QtWidgets.QApplication:
+    """The one QApplication (created with the workbench's names for QSettings)."""
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        QtCore.qInstallMessageHandler(_quiet_qt)
+        app = QtWidgets.QApplication(sys.argv[:1])
+    app.setOrganizationName("DiffusionWorkbench")
+    app.setApplicationName("Diffusion Workbench")
+    return app
+
+
+def make_window(registry=None, **kwargs):
+    from app.gui.main_window import MainWindow
+    from nodes import default_registry
+
+    if registry is None:
+        registry, problems = default_registry()
+        for problem in problems:
+            log.warning("%s", problem)
+    return MainWindow(registry, **kwargs)
+
+
+def offer_recovery(window) -> None:
+    """After a crash, ask whether to restore the autosaved workflow."""
+    workflow = window.autosaver.recovered()
+    if workflow is None:
+        return
+    buttons = QtWidgets.QMessageBox.StandardButton
+    answer = QtWidgets.QMessageBox.question(
+        window, "Recover unsaved work?",
+        "The workbench did not close properly last time. Restore the autosaved workflow?",
+        buttons.Yes | buttons.No, buttons.Yes)
+    if answer == buttons.Yes:
+        window.document.open_workflow(workflow, "Recovered workflow")
+    else:
+        window.autosaver.discard()
+
+
+def run_gui(path: Path | None = None, run: bool = False, screenshot: Path | None = None) -> int:
+    """Open the window on ``path``; with ``screenshot``, save a picture and exit.
+
+    Exit status: 0, 1 if ``--run`` failed or was cancelled, 2 if the file
+    could not be opened.
+    """
+    app = application()
+    window = make_window()
+    window.show()
+    if screenshot is None:
+        offer_recovery(window)
+    if path is not None and not window.open_path(path):
+        if screenshot is not None:
+            return 2
+    status = {"code": 0}
+
+    def shoot_and_quit(outcome=None) -> None:
+        if outcome is not None and outcome.status != "finished":
+            status["code"] = 1
+        if screenshot is not None:
+            app.processEvents()
+            window.grab().save(str(screenshot))
+            window.document.graph.undo_stack().setClean()  # no prompt when closing
+            window.close()
+            app.quit()
+
+    if run:
+        window.run_finished.connect(shoot_and_quit)
+        QtCore.QTimer.singleShot(0, lambda: window.run_workflow() or shoot_and_quit(_not_started()))
+    elif screenshot is not None:
+        QtCore.QTimer.singleShot(200, shoot_and_quit)
+    app.exec()
+    return status["code"]
+
+
+def _not_started():
+    from app.gui.runner import RunOutcome
+
+    return RunOutcome("failed", "the workflow is not valid")

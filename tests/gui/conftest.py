@@ -1,0 +1,74 @@
+"""GUI tests run offscreen against the real window.
+
+``QT_QPA_PLATFORM`` must be set before Qt loads; QStandardPaths' test mode
+keeps QSettings and the recovery file out of the person's own.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+pytest.importorskip("PySide6")
+pytest.importorskip("NodeGraphQt")
+
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+
+from app.gui.app import _quiet_qt  # noqa: E402
+
+QtCore.qInstallMessageHandler(_quiet_qt)
+QtCore.QStandardPaths.setTestModeEnabled(True)
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "images"
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from nodes import default_registry
+
+    return default_registry(plugins=False)[0]
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, registry, settings, tmp_path, monkeypatch):
+    """The main window, shown, with no dialogs left to block a test."""
+    from app.gui.main_window import MainWindow
+
+    win = MainWindow(registry, settings=settings, autosave_path=tmp_path / "recovery.json")
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    # Closed here, not by qtbot (whose hook runs before this teardown): no prompt may block.
+    win.graph.undo_stack().setClean()
+    win.close()
+    win.runner.wait()
+    win.deleteLater()
+    QtWidgets.QApplication.processEvents()
+
+
+@pytest.fixture
+def txt2img(window):
+    assert window.open_path(REPO / "workflows" / "txt2img.json")
+    return window
+
+
+def answer_dialogs(monkeypatch, button):
+    """Make QMessageBox.question answer ``button`` and record what was asked."""
+    asked = []
+
+    def question(parent, title, text, *args, **kwargs):
+        asked.append(title)
+        return button
+
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", question)
+    return asked
