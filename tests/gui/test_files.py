@@ -1,0 +1,156 @@
+"""Files: the engine's JSON in and out, PNGs with workflows, the unsaved-work guard."""
+from __future__ import annotations
+
+import json
+
+from PySide6 import QtCore, QtWidgets
+
+from app import graph_adapter as adapter
+from core.workflow import dumps, load, save
+from core.workflow.model import Link, Node
+from tests.gui.conftest import REPO, answer_dialogs
+
+_Buttons = QtWidgets.QMessageBox.StandardButton
+
+
+def test_save_reopen_and_compare(txt2img, tmp_path, monkeypatch):
+    window = txt2img
+    window.node("sampler").set_property("param_seed", 1234)
+    assert window.windowTitle().startswith("txt2img.json[*]") and window.isWindowModified()
+    target = tmp_path / "mine.json"
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(target), "Workflow (*.json)"))
+    window.actions_by_name["file_save_as_dialog"].trigger()
+    assert not window.isWindowModified() and window.windowTitle().startswith("mine.json")
+    data = json.loads(target.read_text())
+    assert data["format"] == "diffusion-workbench.workflow"  # the engine's format, not a session
+    saved = load(target)
+    original = load(REPO / "workflows" / "txt2img.json")
+    assert saved.nodes["sampler"].params["seed"] == 1234
+    saved.nodes["sampler"].params["seed"] = 0
+    assert saved.nodes == original.nodes and sorted(saved.links) == sorted(original.links)
+    assert set(saved.ui["nodes"]) == set(original.nodes)
+    window.open_path(target)
+    again = window.document.workflow()
+    assert dumps(again) == target.read_text()  # load -> save is stable
+
+
+def test_ctrl_s_saves_in_place(qtbot, tmp_path, window):
+    path = tmp_path / "w.json"
+    save(load(REPO / "workflows" / "txt2img.json"), path)
+    window.open_path(path)
+    window.node("positive").set_property("param_text", "a blue square")
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_S, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert load(path).nodes["positive"].params["text"] == "a blue square"
+    assert not window.isWindowModified()
+
+
+def test_unsaved_changes_prompt(window, monkeypatch):
+    window.open_path(REPO / "workflows" / "txt2img.json")
+    window.node("sampler").set_property("param_seed", 5)
+    asked = answer_dialogs(monkeypatch, _Buttons.Cancel)
+    window.file_new()
+    assert asked == ["Save changes?"] and window.node("sampler") is not None
+    answer_dialogs(monkeypatch, _Buttons.Discard)
+    window.file_new()
+    assert adapter.workflow_nodes(window.graph) == [] and not window.isWindowModified()
+
+
+def test_open_a_png_restores_its_workflow(window, tmp_path):
+    from app.gui.image_viewer import save_qimage_png
+    from PySide6 import QtGui
+
+    workflow = load(REPO / "workflows" / "txt2img.json")
+    workflow.nodes["positive"].params["text"] = "from a png"
+    image = QtGui.QImage(8, 8, QtGui.QImage.Format.Format_RGB888)
+    image.fill(QtGui.QColor(200, 10, 10))
+    png = save_qimage_png(image, tmp_path / "out.png", dumps(workflow))
+    assert window.open_path(png)
+    assert window.node("positive").get_property("param_text") == "from a png"
+    assert window.document.path is None  # Save will ask for a .json name, never overwrite the PNG
+    assert window.windowTitle().startswith("out.png")
+
+
+def test_dropping_a_file_on_the_window_opens_it(qtbot, window):
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(REPO / "workflows" / "txt2img.json"))])
+    centre = QtCore.QPointF(window.rect().center())
+    drop = QtGui_drop(centre, mime)
+    # Offscreen, Qt delivers no drop without a real drag: call the handler it would call.
+    window.dropEvent(drop)
+    assert window.node("sampler") is not None
+    window.graph.files_dropped.emit([str(REPO / "workflows" / "img2img.json")])  # onto the canvas
+    assert window.windowTitle().startswith("img2img.json")
+
+
+def QtGui_drop(point, mime):  # noqa: N802
+    from PySide6 import QtGui
+
+    return QtGui.QDropEvent(point, QtCore.Qt.DropAction.CopyAction, mime,
+                            QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)
+
+
+def test_not_a_workflow_is_reported_and_the_graph_kept(txt2img, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert not txt2img.open_path(bad)
+    assert txt2img.node("sampler") is not None
+    assert "not a Diffusion Workbench workflow" in txt2img.log.toPlainText()
+
+
+def test_unknown_node_types_are_kept_as_placeholders(window, tmp_path):
+    workflow = load(REPO / "workflows" / "txt2img.json")
+    workflow.add_node(Node("fancy", "plugin.fancy_filter", 3, None, {"amount": 0.7, "mode": "x"}))
+    workflow.links.append(Link("decode", "image", "fancy", "pixels"))
+    workflow.links.append(Link("fancy", "result", "save", "extra"))
+    path = tmp_path / "plugin.json"
+    save(workflow, path)
+    window.open_path(path)
+    fancy = window.node("fancy")
+    assert isinstance(fancy, adapter.PlaceholderNode)
+    assert "not installed" in fancy.name()
+    assert list(fancy.inputs()) == ["pixels"] and list(fancy.outputs()) == ["result"]
+    out = tmp_path / "again.json"
+    window.document.save(out)
+    again = load(out)
+    assert again.nodes["fancy"] == workflow.nodes["fancy"]
+    assert Link("decode", "image", "fancy", "pixels") in again.links
+
+
+def test_recent_files_persist_in_settings(window, settings, tmp_path):
+    path = tmp_path / "r.json"
+    save(load(REPO / "workflows" / "txt2img.json"), path)
+    window.open_path(path)
+    assert settings.value("recent_files")[0] == str(path.resolve())
+    actions = window.recent_menu.actions()
+    assert actions and actions[0].toolTip() == str(path.resolve())
+
+
+def test_autosave_and_recovery(window, registry, settings, tmp_path, monkeypatch):
+    from app.gui.app import offer_recovery
+    from app.gui.main_window import MainWindow
+
+    window.open_path(REPO / "workflows" / "txt2img.json")
+    assert not window.autosaver.autosave()  # nothing unsaved: nothing written
+    window.node("positive").set_property("param_text", "unsaved work")
+    assert window.autosaver.autosave()
+    assert window.autosaver.timer.interval() == 60_000
+    second = MainWindow(registry, settings=settings, autosave_path=window.autosaver.path)
+    answer_dialogs(monkeypatch, _Buttons.Yes)
+    offer_recovery(second)
+    assert second.node("positive").get_property("param_text") == "unsaved work"
+    assert second.isWindowModified()
+    second.graph.undo_stack().setClean()
+    second.close()
+
+
+def test_layout_persists(window, registry, settings, tmp_path):
+    from app.gui.main_window import MainWindow
+
+    window.docks["log"].hide()
+    window.close()
+    again = MainWindow(registry, settings=settings, autosave_path=tmp_path / "r.json")
+    assert again.docks["log"].isHidden()
+    again.close()
+
+

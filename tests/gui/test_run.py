@@ -1,0 +1,101 @@
+"""Running from the window: states on nodes, images, cache, cancel, failures."""
+from __future__ import annotations
+
+from PySide6 import QtCore
+
+from tests.gui.conftest import SCREENSHOTS
+
+RUN_TIMEOUT_MS = 120_000
+
+
+def _few_steps(window, steps: int = 2, batch: int = 2) -> None:
+    window.node("schedule").set_property("param_steps", steps)
+    window.node("latent").set_property("param_batch_size", batch)
+
+
+def _run(qtbot, window, key: bool = True):
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        if key:
+            qtbot.keyClick(window, QtCore.Qt.Key.Key_Return, QtCore.Qt.KeyboardModifier.ControlModifier)
+        else:
+            assert window.run_workflow()
+    return blocker.args[0]
+
+
+def test_run_the_default_workflow_and_see_the_image(qtbot, txt2img):
+    window = txt2img
+    _few_steps(window)
+    before = window.document.workflow()
+    previews = []
+    window.runner.step_preview.connect(previews.append)
+    outcome = _run(qtbot, window)
+    assert outcome.status == "finished", outcome.message
+    assert len(window.images.images) == 2 and window.images.images[0][1].width() == 64
+    assert window.images.view.item.pixmap().width() == 64
+    assert window.states.state("sampler") == "done" and window.states.state("save") == "done"
+    assert previews and previews[-1].index == 1 and previews[-1].x0 is not None
+    assert "it/s" in window.log.toPlainText() or "finished" in window.log.toPlainText()
+    assert window.document.workflow() == before  # the run changed nothing in the graph
+    assert window.device_label.text().startswith("cpu")
+    window.docks["images"].raise_()
+    window.grab().save(str(SCREENSHOTS / "gui-after-run.png"))
+    again = _run(qtbot, window, key=False)
+    assert again.status == "finished" and again.executed == ()
+    assert window.states.state("save") == "cached"
+    assert "everything served from the cache" in window.statusBar().currentMessage()
+
+
+def test_cancel_stops_within_one_sampler_step(qtbot, txt2img):
+    window = txt2img
+    _few_steps(window, steps=400, batch=1)
+    steps_seen = []
+
+    def on_step(preview) -> None:
+        steps_seen.append(preview.index)
+        if len(steps_seen) == 2:
+            qtbot.keyClick(window, QtCore.Qt.Key.Key_Escape)
+
+    window.runner.step_preview.connect(on_step)
+    outcome = _run(qtbot, window)
+    assert outcome.status == "cancelled"
+    assert len(steps_seen) <= 3  # at most the step already in flight when Esc came
+    assert window.states.state("sampler") == "cancelled"
+    assert window.actions_by_name["run_workflow"].isEnabled()
+
+
+def test_gui_stays_responsive_during_a_run(qtbot, txt2img):
+    window = txt2img
+    _few_steps(window, steps=15, batch=1)
+    ticks = []
+    timer = QtCore.QTimer()
+    timer.timeout.connect(lambda: ticks.append(QtCore.QTime.currentTime()))
+    timer.start(20)
+    outcome = _run(qtbot, window)
+    timer.stop()
+    assert outcome.status == "finished"
+    gaps = [a.msecsTo(b) for a, b in zip(ticks, ticks[1:])]
+    assert gaps and max(gaps) < 500  # the GUI thread never ran the model
+
+
+def test_a_failed_node_is_marked_red_with_its_error(qtbot, txt2img, tmp_path):
+    window = txt2img
+    checkpoint = window.node("checkpoint")
+    checkpoint.set_property("param_name", "file…")
+    checkpoint.set_property("param_path", str(tmp_path / "missing.safetensors"))
+    outcome = _run(qtbot, window)
+    assert outcome.status == "failed" and outcome.failed_node == "checkpoint"
+    assert window.states.state("checkpoint") == "failed"
+    assert "missing.safetensors" in checkpoint.view.toolTip()
+    assert "failed" in window.log.toPlainText()
+    window.grab().save(str(SCREENSHOTS / "gui-failed-node.png"))
+
+
+def test_validation_problems_are_shown_before_anything_runs(txt2img):
+    window = txt2img
+    sampler, checkpoint = window.node("sampler"), window.node("checkpoint")
+    checkpoint.outputs()["model"].disconnect_from(sampler.inputs()["model"])
+    assert not window.run_workflow()
+    assert not window.runner.running
+    assert window.states.state("sampler") == "invalid"
+    assert "model" in sampler.view.toolTip()
+    assert "Cannot run" in window.statusBar().currentMessage()
