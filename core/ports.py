@@ -28,6 +28,7 @@ class PortType(str, Enum):
     CONTROLNET = "CONTROLNET"
     NOISE = "NOISE"
     TRAJECTORY = "TRAJECTORY"
+    CLASSIFIER = "CLASSIFIER"
     # Accepts or offers anything (debug and inspection nodes).
     ANY = "ANY"
 

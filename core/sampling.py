@@ -62,6 +62,8 @@ def run_sampler(
     on_step: OnStep | None = None,
     device: Any = "cpu",
     dtype: torch.dtype = torch.float32,
+    resume_step: int | None = None,
+    stop_at_step: int | None = None,
 ) -> tuple[torch.Tensor, Trajectory]:
     """Sample from ``latent`` (B, C, h, w); return the result and its trajectory.
 
@@ -70,18 +72,32 @@ def run_sampler(
     ``denoise`` < 1 starts part-way (SDEdit); ``mask`` (1 = generate) keeps the
     rest of ``latent``. ``eta`` is DDIM's η; ``variance`` is DDPM's (``auto``,
     ``fixed_small``, ``fixed_large`` or ``learned``).
+
+    Branching: with ``resume_step`` k, ``latent`` is the sampler's own x at
+    step k of this schedule (a run stopped there) and sampling goes on from
+    it exactly, drawing any fresh noise from ``seed``; ``stop_at_step`` k
+    ends the run at step k and returns that x, still noisy.
     """
     check_compatible(model, schedule, sampler)
-    start = img2img_start(schedule.steps, denoise)
-    levels = schedule.levels[start:]
-    known = latent.to(device=device, dtype=dtype)
-    if len(levels) < 2:  # denoise 0: nothing to do
-        return latent, Trajectory(sampler, model.parameterization, (), levels)
+    start = img2img_start(schedule.steps, denoise) if resume_step is None else resume_step
+    end = schedule.steps if not stop_at_step else stop_at_step
+    if not 0 <= start <= schedule.steps or not start <= end <= schedule.steps:
+        raise SamplingError(f"cannot run steps {start + 1} to {end} of a {schedule.steps}-step "
+                            "schedule")
+    levels = schedule.levels[start:end + 1]
+    if len(levels) < 2:  # nothing to do (denoise 0, or resumed where it stops)
+        return latent, Trajectory(sampler, model.parameterization, (), schedule.levels)
     generator = cpu_generator(seed)
     noise = torch.randn(tuple(latent.shape), generator=generator, dtype=torch.float32)
     noise = noise.to(device=device, dtype=dtype)
     p = model.parameterization
-    x = noised_to_level(known, noise, float(levels[0]), p)  # q(x_t | x_0) at the start level
+    known = latent.to(device=device, dtype=dtype)
+    if resume_step is None:
+        x = noised_to_level(known, noise, float(levels[0]), p)  # q(x_t | x_0) at the start level
+    else:
+        x = known.clone()  # exactly where the first run left it
+        if mask is not None:
+            raise SamplingError("a resumed run cannot take an inpainting mask")
     denoiser: Any = CFGDenoiser(_Bound(model), positive or Conditioning(),
                                 negative or Conditioning(), guidance, rescale)
     if mask is not None:
@@ -107,7 +123,7 @@ def run_sampler(
     elif sampler == "ddpm":
         options["variance"] = _ddpm_variance(variance, model)
     result = SAMPLERS[sampler].fn(denoiser, x, levels, callback=callback, generator=generator, **options)
-    if mask is not None:
+    if mask is not None and end == schedule.steps:
         result = mask * result + (1 - mask) * known
     return result, Trajectory(sampler, p, tuple(recorded), schedule.levels)
 

@@ -42,6 +42,8 @@ class DiffusionModel:
     downscale: int = 1
     schedule: Schedule | None = None
     description: str = ""
+    latent_rgb: Any = None  # a core.previews.LatentRGB for fast previews of latents
+    decoder: Any = None  # what turns its samples into pixels exactly (the checkpoint's VAE)
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,20 @@ class SamplingSchedule:
 @dataclass(frozen=True)
 class Latent:
     """Samples in a model's latent space (B, C, h, w); for pixel-space models
-    these are images in [−1, 1]."""
+    these are images in [−1, 1].
+
+    A sampler stopped part-way (``stop_at_step``) leaves a *noisy* latent:
+    ``samples`` is then the sampler's own x at step ``step`` of its schedule,
+    whose noise level is ``level`` (VE σ or flow t), and the next sampler
+    continues from it exactly (how a run is branched)."""
 
     samples: torch.Tensor
+    step: int | None = None
+    level: float | None = None
+
+    @property
+    def noisy(self) -> bool:
+        return self.step is not None
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,27 @@ def encode_text(ctx, clip, text):
     from core.values import Conditioning
 
     with torch.no_grad():
-        embeddings = clip.encode([text.strip()], ctx.device)
-    return Conditioning(text=text.strip(), embeddings=embeddings)
+        embeddings, pooled = clip.encode_pooled([text.strip()], ctx.device)
+    return Conditioning(text=text.strip(), embeddings=embeddings, extras={"pooled": pooled})
+
+
+def apply_controlnet(ctx, positive, negative, controlnet, image, strength):
+    """Attach a ControlNet and its hint image to the prompts (to both, as
+    diffusers' pipelines do, so guidance keeps the hint); several can stack."""
+    from dataclasses import replace
+
+    from core.images import check_image
+    from core.models.conditioned import ControlHint
+    from core.values import Conditioning
+
+    check_image(image)
+    rgb = image[:, :3] if image.shape[1] >= 3 else image[:, :1].expand(-1, 3, -1, -1)
+    hint = ControlHint(controlnet, rgb, strength)  # ControlNets take RGB hints
+
+    def attach(cond):
+        return replace(cond, extras={**cond.extras, "control": (*cond.extras.get("control", ()), hint)})
+
+    return {"positive": attach(positive), "negative": attach(negative or Conditioning())}
 
 
 NODES = (
@@ -42,5 +61,22 @@ NODES = (
         fn=encode_text,
         inputs=(Input("clip", PortType.CLIP), Input("text", PortType.STRING, "", widget="multiline")),
         outputs=(Output("conditioning", PortType.CONDITIONING),),
+    ),
+    NodeSpec(
+        type_id="conditioning.controlnet",
+        title="Apply ControlNet",
+        category="conditioning",
+        description="Condition on an image hint (outlines, edges…) through a ControlNet.",
+        fn=apply_controlnet,
+        inputs=(
+            Input("positive", PortType.CONDITIONING),
+            Input("negative", PortType.CONDITIONING, optional=True),
+            Input("controlnet", PortType.CONTROLNET),
+            Input("image", PortType.IMAGE, tooltip="The hint, e.g. an outline: white on black"),
+            Input("strength", PortType.FLOAT, 1.0, min=0.0, max=3.0, step=0.05,
+                  tooltip="Scales the ControlNet's residuals; 0 = off"),
+        ),
+        outputs=(Output("positive", PortType.CONDITIONING),
+                 Output("negative", PortType.CONDITIONING)),
     ),
 )

@@ -26,22 +26,37 @@ def make_sampling_schedule(ctx, name, timesteps, zero_snr, spacing, steps, shift
 
 
 def sample(ctx, model, schedule, latent, positive, negative, mask,
-           sampler, guidance, rescale, eta, variance, seed, denoise):
-    """Run one sampler over the schedule; every step is streamed as an event."""
-    from core.sampling import run_sampler
+           sampler, guidance, rescale, eta, variance, seed, denoise, stop_at_step=0):
+    """Run one sampler over the schedule; every step is streamed as an event.
+    A noisy latent (from a sampler stopped part-way) is continued exactly
+    from its step: that is how a run branches."""
+    from core.sampling import SamplingError, run_sampler
     from core.values import Latent
+
+    resume = latent.step if latent.noisy else None
+    if resume is not None and abs(float(schedule.levels[resume]) - latent.level) > 1e-9 * max(
+            1.0, abs(latent.level)):
+        raise SamplingError(
+            f"the latent was left at step {resume} at noise level {latent.level:.6g}, but this "
+            f"schedule's step {resume} is at {float(schedule.levels[resume]):.6g}: continue it "
+            "with the schedule it was started with")
 
     def on_step(info, step):
         ctx.step(
             info.index, info.total, t=step.level, x_t=step.x_t, x0=step.x0, eps=step.eps,
             timestep=step.timestep, parameterization=model.parameterization,
+            latent_rgb=model.latent_rgb, decoder=model.decoder,
         )
 
     result, trajectory = run_sampler(
         model, schedule, latent.samples, sampler=sampler, positive=positive, negative=negative,
         guidance=guidance, rescale=rescale, eta=eta, variance=variance, seed=seed,
         denoise=denoise, mask=mask, on_step=on_step, device=ctx.device,
+        resume_step=resume, stop_at_step=stop_at_step or None,
     )
+    if stop_at_step and stop_at_step < schedule.steps:
+        return {"latent": Latent(result.detach().float().cpu(), stop_at_step,
+                                 float(schedule.levels[stop_at_step])), "trajectory": trajectory}
     return {"latent": Latent(result.detach().float().cpu()), "trajectory": trajectory}
 
 
@@ -115,6 +130,9 @@ NODES = (
             Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed"),
             Input("denoise", PortType.FLOAT, 1.0, min=0.0, max=1.0, step=0.05,
                   tooltip="Strength: below 1 keeps part of the input latent (img2img)"),
+            Input("stop_at_step", PortType.INT, 0, min=0, max=10000,
+                  tooltip="Stop after this step and hand on the noisy latent (0 = run to "
+                          "the end); a second sampler continues it exactly: a branch"),
         ),
         outputs=(Output("latent", PortType.LATENT), Output("trajectory", PortType.TRAJECTORY)),
     ),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.data.shapes import COLORS, SHAPES
 from core.nodespec import Input, NodeSpec, Output
 from core.ports import PortType
 
@@ -65,14 +66,56 @@ def folder_fingerprint(params) -> str:
 
 
 def load_checkpoint_node(ctx, name, path):
-    """A checkpoint's backbone, text encoder and VAE (as ComfyUI's loader)."""
-    from core.models.builtin import load_ldm
+    """A checkpoint's backbone, text encoder and VAE (as ComfyUI's loader); a
+    pixel-space model's "VAE" maps pixels to its data space and back."""
+    from core.models.builtin import load_model
 
+    loaded = load_model(_source(name, path), ctx.device)
+    return {"model": loaded.model, "clip": loaded.clip, "vae": loaded.vae}
+
+
+def load_controlnet_node(ctx, name, path):
+    """A ControlNet (diffusers' ``ControlNetModel``) for a matching base model."""
+    from core.models.builtin import load_controlnet
+
+    return load_controlnet(_source(name, path), ctx.device)
+
+
+def load_classifier_node(ctx, name, path):
+    """A noise-aware classifier p(y | x_t, t) for classifier guidance."""
+    from core.models.builtin import load_classifier
+
+    return load_classifier(_source(name, path), ctx.device)
+
+
+def classifier_guidance(ctx, model, classifier, shape, color, scale):
+    """The model steered by a classifier's gradient (Dhariwal & Nichol 2021,
+    Algorithm 2): sample it with guidance 1 and no prompt to see the classifier
+    alone decide what is drawn."""
+    import dataclasses
+
+    from core.diffusion.guidance import ClassifierGuidedDenoiser
+    from core.models.classifier import ClassTarget
+
+    if model.parameterization != "ve":
+        raise ValueError("classifier guidance needs a diffusion model, not a flow-matching one")
+    network, labels, schedule = classifier
+    if model.latent_channels != network.config["in_channels"]:
+        raise ValueError(f"the classifier reads {network.config['in_channels']}-channel images "
+                         f"but {model.name!r} samples {model.latent_channels} channels")
+    target = ClassTarget(network, labels, schedule, {
+        "shape": None if shape == "any" else shape, "color": None if color == "any" else color})
+    guided = ClassifierGuidedDenoiser(model.denoiser, target, scale)
+    wanted = " ".join(v for v in (color, shape) if v != "any")
+    return dataclasses.replace(model, denoiser=guided,
+                               description=f"{model.description}, guided toward {wanted} (s = {scale})")
+
+
+def _source(name: str, path: str) -> str:
     source = path.strip() if name == "file…" else name
     if not source:
         raise ValueError("choose a built-in model, or 'file…' and a path")
-    loaded = load_ldm(source, ctx.device)
-    return {"model": loaded.model, "clip": loaded.clip, "vae": loaded.vae}
+    return source
 
 
 def checkpoint_fingerprint(params) -> str:
@@ -84,6 +127,14 @@ def checkpoint_fingerprint(params) -> str:
         return "missing"
     stat = file.stat()
     return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+
+def _file_inputs(default: str, choices: tuple[str, ...], what: str) -> tuple[Input, Input]:
+    return (
+        Input("name", PortType.STRING, default, choices=(*choices, "file…"),
+              tooltip=f"A built-in {what}, or 'file…' to load the path below"),
+        Input("path", PortType.STRING, "", widget="file", tooltip="A .safetensors model file"),
+    )
 
 
 NODES = (
@@ -113,13 +164,45 @@ NODES = (
         category="model",
         description="Load a model file: its backbone (MODEL), text encoder (CLIP) and VAE.",
         fn=load_checkpoint_node,
-        inputs=(
-            Input("name", PortType.STRING, "shapes-ldm", choices=("shapes-ldm", "file…"),
-                  tooltip="A built-in model, or 'file…' to load the path below"),
-            Input("path", PortType.STRING, "", widget="file", tooltip="A .safetensors model file"),
-        ),
+        inputs=_file_inputs("shapes-ldm", ("shapes-ldm", "shapes-ddpm", "shapes-flow"), "model"),
         outputs=(Output("model", PortType.MODEL), Output("clip", PortType.CLIP),
                  Output("vae", PortType.VAE)),
         fingerprint=checkpoint_fingerprint,
+    ),
+    NodeSpec(
+        type_id="model.controlnet",
+        title="ControlNet loader",
+        category="model",
+        description="Load a ControlNet; apply it to a prompt with an image hint.",
+        fn=load_controlnet_node,
+        inputs=_file_inputs("shapes-controlnet", ("shapes-controlnet",), "ControlNet"),
+        outputs=(Output("controlnet", PortType.CONTROLNET),),
+        fingerprint=checkpoint_fingerprint,
+    ),
+    NodeSpec(
+        type_id="model.classifier",
+        title="Classifier loader",
+        category="model",
+        description="Load a noise-aware classifier p(y | x_t, t) for classifier guidance.",
+        fn=load_classifier_node,
+        inputs=_file_inputs("shapes-classifier", ("shapes-classifier",), "classifier"),
+        outputs=(Output("classifier", PortType.CLASSIFIER),),
+        fingerprint=checkpoint_fingerprint,
+    ),
+    NodeSpec(
+        type_id="model.classifier_guidance",
+        title="Classifier guidance",
+        category="model",
+        description="Steer a diffusion model with a classifier's gradient toward a class.",
+        fn=classifier_guidance,
+        inputs=(
+            Input("model", PortType.MODEL),
+            Input("classifier", PortType.CLASSIFIER),
+            Input("shape", PortType.STRING, "circle", choices=("any", *SHAPES)),
+            Input("color", PortType.STRING, "red", choices=("any", *COLORS)),
+            Input("scale", PortType.FLOAT, 3.0, min=0.0, max=100.0, step=0.5,
+                  tooltip="s in ε̂ − s·√(1−ᾱ)·∇ log p(y|x_t); 0 = no guidance"),
+        ),
+        outputs=(Output("model", PortType.MODEL),),
     ),
 )

@@ -70,3 +70,9 @@ def component(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, tor
     """The tensors under ``prefix.``, with the prefix removed."""
     start = prefix + "."
     return {k[len(start):]: v for k, v in tensors.items() if k.startswith(start)}
+
+
+def update_metadata(path: str | os.PathLike, changes: Mapping[str, Any]) -> Path:
+    """Rewrite a model file with ``changes`` merged into its metadata (same tensors)."""
+    tensors, metadata = load_checkpoint(path)
+    return save_checkpoint(path, tensors, {**metadata, **changes})

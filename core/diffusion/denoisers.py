@@ -77,6 +77,11 @@ class DiscreteTimeDenoiser:
     ``prediction`` is one of :data:`PREDICTIONS`. With ``learned_variance``
     the network returns 2C channels, the second half being Nichol & Dhariwal's
     v ∈ [−1, 1] that interpolates the reverse-process log-variance.
+    ``clip_sample`` clamps x̂_0 to [−1, 1], as DDPM and Improved DDPM sample
+    pixel-space models (diffusers' ``clip_sample``): near t = T, where ᾱ_t ≈ 0,
+    x̂_0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t multiplies any error in ε̂ by 1/√ᾱ_t
+    (about 6000 on the cosine schedule's last step) and would carry it into
+    every later step. Latent models leave it off: their data is not bounded.
     """
 
     parameterization = "ve"
@@ -87,6 +92,7 @@ class DiscreteTimeDenoiser:
         schedule: Schedule,
         prediction: str = "epsilon",
         learned_variance: bool = False,
+        clip_sample: bool = False,
     ) -> None:
         if prediction not in PREDICTIONS:
             raise ValueError(f"unknown prediction {prediction!r}; choose one of {PREDICTIONS}")
@@ -94,6 +100,7 @@ class DiscreteTimeDenoiser:
         self.schedule = schedule
         self.prediction = prediction
         self.learned_variance = learned_variance
+        self.clip_sample = clip_sample
 
     def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
         return self.denoise_with_variance(x, level, **extra)[0]
@@ -112,10 +119,12 @@ class DiscreteTimeDenoiser:
         if self.learned_variance:
             out, variance = out.split(x.shape[1], dim=1)  # (B, C, H, W) each
         if self.prediction == "epsilon":
-            return x - _per_sample(sigma, x) * out, variance  # x = x_0 + σ ε
-        if self.prediction == "v_prediction":
-            return a * x_t - s * out, variance
-        return out, variance
+            x0 = x - _per_sample(sigma, x) * out  # x = x_0 + σ ε
+        elif self.prediction == "v_prediction":
+            x0 = a * x_t - s * out
+        else:
+            x0 = out
+        return (x0.clamp(-1, 1) if self.clip_sample else x0), variance
 
 
 class FlowDenoiser:

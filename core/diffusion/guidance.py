@@ -90,8 +90,23 @@ class ClassifierGuidedDenoiser:
         self.log_prob = log_prob
         self.scale = scale
 
+    @property
+    def learned_variance(self) -> bool:
+        return getattr(self.model, "learned_variance", False)
+
     def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
-        x0 = self.model(x, level, **extra)
+        return self.denoise_with_variance(x, level, **extra)[0]
+
+    def denoise_with_variance(self, x: torch.Tensor, level, **extra: Any):
+        """The guided x̂_0 and the wrapped model's variance output (or None)."""
+        with_variance = getattr(self.model, "denoise_with_variance", None)
+        if with_variance is not None:
+            x0, variance = with_variance(x, level, **extra)
+        else:
+            x0, variance = self.model(x, level, **extra), None
+        return self._guided(x, level, x0), variance
+
+    def _guided(self, x: torch.Tensor, level, x0: torch.Tensor) -> torch.Tensor:
         if self.scale == 0:
             return x0
         sigma = expand_level(level, x).reshape(-1, *([1] * (x.ndim - 1)))

@@ -15,17 +15,19 @@ from core.checkpoints import CheckpointError, load_checkpoint
 from core.checkpoints.safetensors_io import component
 from core.diffusion.denoisers import DiscreteTimeDenoiser
 from core.diffusion.schedules import make_schedule
+from core.models.conditioned import ConditionedTransformer, ConditionedUNet
 from core.models.text import TextEncoder, WordTokenizer, make_text_encoder
 from core.models.vae import load_vae
-from core.values import Conditioning, DiffusionModel
+from core.values import DiffusionModel
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
-CHECKPOINT_NAMES = ("shapes-ldm",)
+CHECKPOINT_NAMES = ("shapes-ldm", "shapes-ddpm", "shapes-flow")
+BUILTIN_NAMES = (*CHECKPOINT_NAMES, "shapes-vae", "shapes-controlnet", "shapes-classifier")
 
 
 def model_file(name_or_path: str) -> Path:
     """A built-in name (``shapes-ldm``) or a path to a model file."""
-    if name_or_path in CHECKPOINT_NAMES or name_or_path == "shapes-vae":
+    if name_or_path in BUILTIN_NAMES:
         return MODELS_DIR / f"{name_or_path}.safetensors"
     return Path(name_or_path).expanduser()
 
@@ -47,9 +49,24 @@ class VAEHandle:
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        device = next(self.vae.parameters()).device
-        pixels = self.vae.decode(latents.to(device) / self.scaling_factor).sample
+        weight = next(self.vae.parameters())
+        pixels = self.vae.decode(latents.to(weight.device, weight.dtype) / self.scaling_factor).sample
         return ((pixels.float().cpu() + 1) / 2).clamp(0, 1)  # (B, 3, H, W)
+
+
+class PixelCodec:
+    """The "VAE" of a pixel-space model: pixels [0, 1] ↔ data [−1, 1], so the
+    graph of a latent model (empty latent → sampler → decode) runs unchanged."""
+
+    latent_channels = 3
+    downscale = 1
+    scaling_factor = 1.0
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, :3] * 2 - 1
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return ((latents.float().cpu() + 1) / 2).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -59,59 +76,135 @@ class LoadedCheckpoint:
     vae: VAEHandle
 
 
-class ConditionedUNet:
-    """``network(x_t, t, cond=…)`` for a cross-attention U-Net: encodes a
-    prompt with the model's own text encoder when no embeddings came along."""
-
-    def __init__(self, unet, clip: TextEncoder) -> None:
-        self.unet = unet
-        self.clip = clip
-        self._encoded: dict[str, torch.Tensor] = {}
-
-    @torch.no_grad()
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning | None = None):
-        context = self._context(cond or Conditioning(), x_t)
-        return self.unet(x_t, t, encoder_hidden_states=context).sample
-
-    def _context(self, cond: Conditioning, x_t: torch.Tensor) -> torch.Tensor:
-        embeddings = cond.embeddings
-        if embeddings is None:
-            if cond.text not in self._encoded:
-                if len(self._encoded) >= 32:  # a long session must not grow without bound
-                    self._encoded.pop(next(iter(self._encoded)))
-                self._encoded[cond.text] = self.clip.encode([cond.text], x_t.device)
-            embeddings = self._encoded[cond.text]
-        embeddings = embeddings.to(device=x_t.device, dtype=x_t.dtype)
-        return embeddings.expand(x_t.shape[0], -1, -1) if len(embeddings) == 1 else embeddings
+def load_model(name_or_path: str, device: Any = "cpu") -> LoadedCheckpoint:
+    """Any backbone file (latent diffusion, pixel DDPM or flow) as MODEL, CLIP and VAE."""
+    path = model_file(name_or_path)
+    tensors, meta = load_checkpoint(path)
+    loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow}
+    kind = meta.get("kind")
+    if kind not in loaders:
+        raise CheckpointError(f"{path}: a {kind!r} file is not a backbone; the checkpoint "
+                              f"loader takes {', '.join(loaders)} models")
+    try:
+        return loaders[kind](path, tensors, meta, device)
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: its metadata does not describe a {kind} model "
+                              f"({type(error).__name__}: {error})") from None
 
 
 def load_ldm(name_or_path: str, device: Any = "cpu") -> LoadedCheckpoint:
-    """A shapes-ldm file (and the VAE it names, in the same folder) as MODEL, CLIP and VAE."""
+    """A latent diffusion file (and the VAE it names, in the same folder)."""
+    loaded = load_model(name_or_path, device)
+    if loaded.model.parameterization != "ve" or isinstance(loaded.vae, PixelCodec):
+        raise CheckpointError(f"{model_file(name_or_path)}: not a latent diffusion model")
+    return loaded
+
+
+def _ldm(path: Path, tensors, meta, device) -> LoadedCheckpoint:
     from diffusers import UNet2DConditionModel
 
-    path = model_file(name_or_path)
-    tensors, meta = load_checkpoint(path)
-    if meta.get("kind") != "ldm":
-        raise CheckpointError(f"{path}: not a latent diffusion model (kind {meta.get('kind')!r})")
-    parts = meta["components"]
-    unet = UNet2DConditionModel(**parts["unet"]["config"])
-    _load(unet, component(tensors, "unet"), path, "U-Net")
-    text = parts["text_encoder"]
-    encoder = make_text_encoder(text["config"])
-    _load(encoder, component(tensors, "text_encoder"), path, "text encoder")
-    clip = TextEncoder(WordTokenizer(text["vocabulary"], text["max_length"]),
-                       encoder.to(device).eval().requires_grad_(False))
-    vae, scaling = load_vae(path.parent / f"{meta['vae']}.safetensors", device)  # beside it
+    unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
+                  component(tensors, "unet"), path, "U-Net", device)
+    clip = _text_encoder(path, tensors, meta, device)
+    vae, scaling, preview = load_vae(path.parent / f"{meta['vae']}.safetensors", device,
+                                     with_preview=True)  # beside it
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
-    unet = unet.to(device).eval().requires_grad_(False)
     denoiser = DiscreteTimeDenoiser(ConditionedUNet(unet, clip), schedule, meta["prediction"])
     downscale = 2 ** (len(vae.config.block_out_channels) - 1)
     model = DiffusionModel(
         name=meta["name"], denoiser=denoiser, parameterization="ve",
         latent_channels=unet.config.in_channels, downscale=downscale, schedule=schedule,
-        description=f"{meta['name']}: latent diffusion, ε-prediction",
+        description=f"{meta['name']}: latent diffusion, ε-prediction", latent_rgb=preview,
     )
-    return LoadedCheckpoint(model, clip, VAEHandle(vae, scaling, vae.config.latent_channels, downscale))
+    return _with_decoder(model, clip, VAEHandle(vae, scaling, vae.config.latent_channels, downscale))
+
+
+def _pixel(path: Path, tensors, meta, device) -> LoadedCheckpoint:
+    from diffusers import UNet2DConditionModel
+
+    unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
+                  component(tensors, "unet"), path, "U-Net", device)
+    clip = _text_encoder(path, tensors, meta, device)
+    schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
+    learned = bool(meta.get("learned_variance"))
+    denoiser = DiscreteTimeDenoiser(ConditionedUNet(unet, clip), schedule, meta["prediction"],
+                                    learned_variance=learned,
+                                    clip_sample=meta.get("clip_sample", True))
+    model = DiffusionModel(
+        name=meta["name"], denoiser=denoiser, parameterization="ve",
+        latent_channels=unet.config.in_channels, downscale=1, schedule=schedule,
+        description=f"{meta['name']}: pixel-space DDPM, ε-prediction"
+                    + (", learned variance" if learned else ""),
+    )
+    return _with_decoder(model, clip, PixelCodec())
+
+
+def _flow(path: Path, tensors, meta, device) -> LoadedCheckpoint:
+    from diffusers import SD3Transformer2DModel
+
+    from core.diffusion.denoisers import FlowDenoiser
+
+    transformer = _build(SD3Transformer2DModel(**meta["components"]["transformer"]["config"]),
+                         component(tensors, "transformer"), path, "transformer", device)
+    clip = _text_encoder(path, tensors, meta, device)
+    vae, scaling, preview = load_vae(path.parent / f"{meta['vae']}.safetensors", device,
+                                     with_preview=True)
+    denoiser = FlowDenoiser(ConditionedTransformer(transformer, clip), meta["timestep_scale"])
+    downscale = 2 ** (len(vae.config.block_out_channels) - 1)
+    model = DiffusionModel(
+        name=meta["name"], denoiser=denoiser, parameterization="flow",
+        latent_channels=transformer.config.in_channels, downscale=downscale,
+        description=f"{meta['name']}: flow matching, diffusion transformer", latent_rgb=preview,
+    )
+    return _with_decoder(model, clip, VAEHandle(vae, scaling, vae.config.latent_channels, downscale))
+
+
+def _with_decoder(model: DiffusionModel, clip: TextEncoder, vae) -> LoadedCheckpoint:
+    """The checkpoint, its model knowing its own decoder (for exact step previews)."""
+    import dataclasses
+
+    return LoadedCheckpoint(dataclasses.replace(model, decoder=vae), clip, vae)
+
+
+def load_controlnet(name_or_path: str, device: Any = "cpu"):
+    """A shapes-controlnet file as diffusers' ``ControlNetModel``."""
+    from diffusers import ControlNetModel
+
+    path = model_file(name_or_path)
+    tensors, meta = _expect(path, "controlnet")
+    return _build(ControlNetModel(**meta["components"]["controlnet"]["config"]),
+                  component(tensors, "controlnet"), path, "ControlNet", device)
+
+
+def load_classifier(name_or_path: str, device: Any = "cpu"):
+    """A shapes-classifier file: the network, its labels and its schedule."""
+    from core.models.classifier import make_classifier
+
+    path = model_file(name_or_path)
+    tensors, meta = _expect(path, "classifier")
+    network = _build(make_classifier(meta["components"]["classifier"]["config"]),
+                     component(tensors, "classifier"), path, "classifier", device)
+    schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
+    return network, meta["labels"], schedule
+
+
+def _expect(path: Path, kind: str):
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != kind:
+        raise CheckpointError(f"{path}: not a {kind} file (it is a {meta.get('kind')!r} file)")
+    return tensors, meta
+
+
+def _text_encoder(path: Path, tensors, meta, device) -> TextEncoder:
+    text = meta["components"]["text_encoder"]
+    encoder = _build(make_text_encoder(text["config"]), component(tensors, "text_encoder"),
+                     path, "text encoder", device)
+    return TextEncoder(WordTokenizer(text["vocabulary"], text["max_length"]), encoder)
+
+
+def _build(module: torch.nn.Module, weights: dict, path: Path, what: str, device):
+    _load(module, weights, path, what)
+    return module.to(device).eval().requires_grad_(False)
 
 
 def _load(module: torch.nn.Module, weights: dict, path: Path, what: str) -> None:

@@ -64,3 +64,41 @@ class NoisyClassifier(nn.Module):
 
 def make_classifier(config: dict[str, Any]) -> NoisyClassifier:
     return NoisyClassifier(**config)
+
+
+class ClassTarget:
+    """log p(y | x_t) of chosen classes, summed over heads: what classifier
+    guidance climbs. ``targets`` maps a head to a label name (or a list of
+    names, one per batch row), or to None for "any" (that head is left out).
+    The noise level σ is mapped to the classifier's own timestep, so any VE
+    model with a matching data space can be guided."""
+
+    def __init__(self, network: NoisyClassifier, labels: dict[str, list[str]], schedule,
+                 targets: dict[str, Any]) -> None:
+        self.network = network
+        self.schedule = schedule
+        self.indices: dict[str, torch.Tensor] = {}
+        for head, names in targets.items():
+            if names is None:
+                continue
+            rows = [names] if isinstance(names, str) else list(names)
+            for name in rows:
+                if head not in labels or name not in labels[head]:
+                    known = ", ".join(labels.get(head, [])) or "none"
+                    raise ValueError(f"the classifier has no {head} {name!r} (it knows: {known})")
+            self.indices[head] = torch.tensor([labels[head].index(n) for n in rows])
+        if not self.indices:
+            raise ValueError("choose at least one class to guide toward")
+
+    def __call__(self, x_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        t = self.schedule.sigma_to_t(sigma.detach().to("cpu", torch.float64))
+        logits = self.network(x_t, t.to(device=x_t.device, dtype=x_t.dtype))
+        total = 0
+        for head, index in self.indices.items():
+            if len(index) not in (1, x_t.shape[0]):
+                raise ValueError(f"{len(index)} {head} targets for a batch of {x_t.shape[0]}: "
+                                 "give one, or one per image")
+            log_p = torch.log_softmax(logits[head], dim=1)  # (B, classes)
+            index = index.to(x_t.device).expand(x_t.shape[0])
+            total = total + log_p.gather(1, index[:, None])[:, 0]
+        return total  # (B,)

@@ -72,8 +72,13 @@ class TextEncoder:
         self.model = model
 
     def encode(self, texts: Sequence[str], device: Any = "cpu") -> torch.Tensor:
+        return self.encode_pooled(texts, device)[0]  # (B, L, D)
+
+    def encode_pooled(self, texts: Sequence[str], device: Any = "cpu"):
+        """(hidden states (B, L, D), pooled (B, D)): what SD3-style models take."""
         ids = self.tokenizer(texts).to(device)
-        return self.model(input_ids=ids).last_hidden_state  # (B, L, D)
+        hidden = self.model(input_ids=ids).last_hidden_state
+        return hidden, pooled_output(hidden, ids)
 
 
 def pooled_output(hidden: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,12 @@ from pathlib import Path
 
 from core.checkpoints import CheckpointError, load_checkpoint
 from core.checkpoints.safetensors_io import component
+from core.previews import PUBLISHED, LatentRGB
 
 
-def load_vae(path: Path, device="cpu"):
-    """(AutoencoderKL in eval mode, scaling_factor) from a shapes-vae file."""
+def load_vae(path: Path, device="cpu", with_preview: bool = False):
+    """(AutoencoderKL in eval mode, scaling_factor) from a shapes-vae file;
+    with ``with_preview`` also its latent → RGB preview map (or None)."""
     from diffusers import AutoencoderKL
 
     tensors, metadata = load_checkpoint(path)
@@ -24,4 +26,8 @@ def load_vae(path: Path, device="cpu"):
     if missing or unexpected:
         raise CheckpointError(f"{path}: the VAE weights do not match its config "
                               f"({len(missing)} missing, {len(unexpected)} unexpected)")
-    return vae.to(device).eval().requires_grad_(False), scaling
+    vae = vae.to(device).eval().requires_grad_(False)
+    if not with_preview:
+        return vae, scaling
+    mapping = metadata.get("latent_rgb")
+    return vae, scaling, (LatentRGB.from_json(mapping) if mapping else PUBLISHED.get(scaling))

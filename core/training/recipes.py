@@ -21,10 +21,10 @@ class Recipe:
     needs: tuple[str, ...] = ()  # model files it builds on, in resources/models
 
 
-def _vae_task(pool, batch, device, **options):
+def _vae_task(pool, batch, device, decoder_only: bool = False, **options):
     from core.training.vae_task import VAETask
 
-    return VAETask(pool, batch, device)
+    return VAETask(pool, batch, device, decoder_only)
 
 
 def _ldm_task(pool, batch, device, weighting: str | None = None, **options):
@@ -39,10 +39,10 @@ def _controlnet_task(pool, batch, device, **options):
     return ControlNetTask(pool, batch, device, _file("shapes-ldm", options))
 
 
-def _ddpm_task(pool, batch, device, **options):
+def _ddpm_task(pool, batch, device, weighting: str | None = None, **options):
     from core.training.ddpm_task import DDPMTask
 
-    return DDPMTask(pool, batch, device)
+    return DDPMTask(pool, batch, device, weighting or "v")
 
 
 def _classifier_task(pool, batch, device, **options):
@@ -80,15 +80,56 @@ RECIPES: dict[str, Recipe] = {
 def run_training(name: str, steps: int | None, batch: int | None, out: Path | None,
                  resume: Path | None, device, seed: int = 0, pool: int | None = None,
                  workers: int = 1, max_seconds: float | None = None, lr: float | None = None,
-                 **options) -> Path:
+                 init: Path | None = None, **options) -> Path:
     from core.training.data import ShapesPool
 
     if name not in RECIPES:
         raise ValueError(f"unknown model {name!r}; trainable: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
+    if options.get("decoder_only") and init is None:  # before the pool's half-minute render
+        raise ValueError("--decoder-only fine-tunes a VAE: give the file with --init")
+    if init is not None:
+        _recipe_of(init)  # a missing or broken file is named now, not after rendering
     images = ShapesPool.render(pool or recipe.pool, seed=1000 + seed, pixels=recipe.pixels,
                                workers=workers)
     task = recipe.make_task(images, batch or recipe.batch, device, **options)
+    if init is not None:
+        initialise(task, init)
+    if getattr(task, "decoder_only", False):
+        task.freeze_encoder(_scaling_factor(init))
     config = TrainConfig(steps=steps or recipe.steps, lr=lr or recipe.lr, seed=seed,
-                         max_seconds=max_seconds)
+                         max_seconds=max_seconds, history=_recipe_of(init) if init else None)
     return train(task, config, out or MODELS_DIR / f"{name}.safetensors", resume)
+
+
+def initialise(task, path: Path) -> None:
+    """Start from a model file's weights (fine-tuning): each trained module
+    takes the component of the same name, which must match exactly."""
+    from core.checkpoints import CheckpointError, load_checkpoint
+    from core.checkpoints.safetensors_io import component
+
+    tensors, _meta = load_checkpoint(path)
+    for name, module in task.modules().items():
+        weights = component(tensors, name)
+        if not weights:
+            raise CheckpointError(f"{path}: has no {name!r} weights to start {task.name} from")
+        try:
+            module.load_state_dict({k: v.float() for k, v in weights.items()})
+        except RuntimeError as error:  # another model's component of the same name
+            first = str(error).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0] if first else ""
+            raise CheckpointError(f"{path}: its {name!r} weights do not fit {task.name} "
+                                  f"({detail[:200]})") from None
+
+
+def _recipe_of(path: Path) -> dict:
+    from core.checkpoints import load_checkpoint
+
+    return load_checkpoint(path)[1].get("recipe", {})
+
+
+def _scaling_factor(path: Path) -> float:
+    from core.checkpoints import load_checkpoint
+
+    _tensors, meta = load_checkpoint(path)
+    return float(meta["components"]["vae"]["config"]["scaling_factor"])

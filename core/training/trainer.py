@@ -42,6 +42,7 @@ class TrainConfig:
     log_every: int = 25
     weight_decay: float = 0.0
     max_seconds: float | None = None  # a time budget: stop early, export what there is
+    history: dict | None = None  # the recipe of the model fine-tuned from, if any
 
 
 class EMA:
@@ -103,6 +104,8 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
         plot_losses(losses, out.with_suffix(".loss.png"), task.name)
     recipe = {"steps": step, "lr": config.lr, "warmup": config.warmup, "seed": config.seed,
               "ema_decay": config.ema_decay, "final_loss": smoothed}
+    if config.history is not None:
+        recipe["fine_tuned_from"] = config.history
     task.export(out, ema.shadow, recipe)
     return out
 
