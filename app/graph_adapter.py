@@ -18,6 +18,7 @@ params and links, so saving never loses it.
 from __future__ import annotations
 
 import re
+import zlib
 from typing import Any, Iterable
 
 from NodeGraphQt import BackdropNode, BaseNode, NodeGraph
@@ -58,6 +59,15 @@ PORT_COLOURS: dict[PortType, tuple[int, int, int]] = {
 PLACEHOLDER_COLOUR = (110, 40, 40)
 
 
+def port_colour(port_type: PortType) -> tuple[int, int, int]:
+    """The colour of a port type; a type added later gets a stable colour from its name."""
+    known = PORT_COLOURS.get(port_type)
+    if known is not None:
+        return known
+    digest = zlib.crc32(port_type.value.encode())
+    return (80 + digest % 160, 80 + (digest >> 8) % 160, 80 + (digest >> 16) % 160)
+
+
 def param_prop(name: str) -> str:
     return PARAM_PREFIX + name
 
@@ -75,10 +85,10 @@ class SpecNode(BaseNode):
         _hidden_props(self, spec.type_id, spec.version)
         for item in spec.sockets:
             label = item.name if not item.optional else f"{item.name} (optional)"
-            port = self.add_input(item.name, color=PORT_COLOURS[item.type])
+            port = self.add_input(item.name, color=port_colour(item.type))
             port.view.setToolTip(f"{label}: {item.type.value}\n{item.tooltip}".strip())
         for output in spec.outputs:
-            port = self.add_output(output.name, color=PORT_COLOURS[output.type])
+            port = self.add_output(output.name, color=port_colour(output.type))
             port.view.setToolTip(f"{output.name}: {output.type.value}\n{output.tooltip}".strip())
         self._add_param_widgets(spec)
 
