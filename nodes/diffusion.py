@@ -43,9 +43,10 @@ def sample(ctx, model, schedule, latent, positive, negative, mask,
 
     def on_step(info, step):
         ctx.step(
-            info.index, info.total, t=step.level, x_t=step.x_t, x0=step.x0, eps=step.eps,
+            step.index, schedule.steps, t=step.level, x_t=step.x_t, x0=step.x0, eps=step.eps,
             timestep=step.timestep, parameterization=model.parameterization,
             latent_rgb=model.latent_rgb, decoder=model.decoder,
+            state=info.x.detach().to("cpu", copy=True),  # exact x, for branching at this step
         )
 
     result, trajectory = run_sampler(

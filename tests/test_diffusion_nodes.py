@@ -185,7 +185,8 @@ def test_img2img_strength_picks_the_start_step(catalogue):
     assert torch.allclose(untouched.outputs["save"]["images"], pattern, atol=1e-6)
     _, events = run(catalogue, _img2img_workflow(0.4))
     steps = [e for e in events if isinstance(e, Step)]
-    assert len(steps) == 4 and steps[0].index == 0 and steps[0].total == 4
+    # indices count the schedule's steps: strength 0.4 of 10 runs steps 7 to 10
+    assert len(steps) == 4 and steps[0].index == 6 and steps[0].total == 10
 
 
 def test_inpainting_keeps_the_known_region(catalogue):
