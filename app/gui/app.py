@@ -74,6 +74,9 @@ def run_gui(path: Path | None = None, run: bool = False, screenshot: Path | None
         if screenshot is not None:
             return 2
     status = {"code": 0}
+    # A screenshot run ends its own loop: QApplication.quit() would leave Qt's
+    # "quit now" flag set and make every later event loop in the process return at once.
+    loop = QtCore.QEventLoop() if screenshot is not None else None
 
     def shoot_and_quit(outcome=None) -> None:
         if outcome is not None and outcome.status != "finished":
@@ -83,14 +86,18 @@ def run_gui(path: Path | None = None, run: bool = False, screenshot: Path | None
             window.grab().save(str(screenshot))
             window.document.graph.undo_stack().setClean()  # no prompt when closing
             window.close()
-            app.quit()
+            loop.quit()
 
     if run:
         window.run_finished.connect(shoot_and_quit)
         QtCore.QTimer.singleShot(0, lambda: window.run_workflow() or shoot_and_quit(_not_started()))
     elif screenshot is not None:
         QtCore.QTimer.singleShot(200, shoot_and_quit)
-    app.exec()
+    if loop is not None:
+        loop.exec()
+        window.deleteLater()
+    else:
+        app.exec()
     return status["code"]
 
 

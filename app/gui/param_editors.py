@@ -126,7 +126,7 @@ class SeedEditor(IntEditor):
     def __init__(self, item: Input, parent=None) -> None:
         super().__init__(item, parent)
         self.randomize = QtWidgets.QToolButton()
-        self.randomize.setText("🎲")
+        self.randomize.setText("Random")
         self.randomize.setToolTip("Randomize the seed")
         self.randomize.clicked.connect(self._randomize)
         self._layout.addWidget(self.randomize)

@@ -27,6 +27,16 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "images"
 
 
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory):
+    """QSettings() made by the app itself (the CLI path) go to a temporary folder,
+    never to the person's own configuration."""
+    folder = str(tmp_path_factory.mktemp("qsettings"))
+    for fmt in (QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Format.IniFormat):
+        QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, folder)
+    yield folder
+
+
 @pytest.fixture(scope="session")
 def registry():
     from nodes import default_registry

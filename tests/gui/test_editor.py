@@ -70,6 +70,7 @@ def test_mouse_drag_links_matching_ports_and_refuses_mismatched(qtbot, txt2img):
     drag_link(qtbot, window, sampler, "latent", decode, "vae")
     assert window.node("checkpoint").outputs()["vae"] in decode.inputs()["vae"].connected_ports()
     assert "types differ" in window.statusBar().currentMessage()
+    window.grab().save(str(SCREENSHOTS / "gui-link-refused.png"))
     drag_link(qtbot, window, sampler, "latent", decode, "latent")
     assert decode.inputs()["latent"].connected_ports() == [sampler.outputs()["latent"]]
 
@@ -109,8 +110,19 @@ def test_param_edit_in_the_properties_panel_is_undoable(qtbot, txt2img):
     assert not window.isWindowModified()
     window.redo()
     assert sampler.get_property("param_guidance") == 7.5
+    window.graph.viewer().zoom_to_nodes([sampler.view, window.node("positive").view])
+    window.grab().save(str(SCREENSHOTS / "gui-properties.png"))
     window.graph.scene().clearSelection()
     sampler.view.setSelected(True)
+
+
+def test_edit_on_the_node_itself_is_undoable(txt2img):
+    steps = txt2img.node("schedule").view.widgets["param_steps"].editor
+    steps.spin.setValue(12)  # what the arrows or typing + Enter do
+    assert txt2img.node("schedule").get_property("param_steps") == 12
+    assert txt2img.document.workflow().nodes["schedule"].params["steps"] == 12
+    txt2img.undo()
+    assert steps.value() == 25
 
 
 def test_seed_randomize_button(qtbot, txt2img):

@@ -8,7 +8,7 @@ from PySide6 import QtCore, QtWidgets
 from app import graph_adapter as adapter
 from core.workflow import dumps, load, save
 from core.workflow.model import Link, Node
-from tests.gui.conftest import REPO, answer_dialogs
+from tests.gui.conftest import REPO, SCREENSHOTS, answer_dialogs
 
 _Buttons = QtWidgets.QMessageBox.StandardButton
 
@@ -101,8 +101,8 @@ def test_not_a_workflow_is_reported_and_the_graph_kept(txt2img, tmp_path):
 def test_unknown_node_types_are_kept_as_placeholders(window, tmp_path):
     workflow = load(REPO / "workflows" / "txt2img.json")
     workflow.add_node(Node("fancy", "plugin.fancy_filter", 3, None, {"amount": 0.7, "mode": "x"}))
-    workflow.links.append(Link("decode", "image", "fancy", "pixels"))
-    workflow.links.append(Link("fancy", "result", "save", "extra"))
+    workflow.connect("decode", "image", "fancy", "pixels")
+    workflow.connect("fancy", "result", "save", "images")  # the plugin sits before Save
     path = tmp_path / "plugin.json"
     save(workflow, path)
     window.open_path(path)
@@ -110,11 +110,15 @@ def test_unknown_node_types_are_kept_as_placeholders(window, tmp_path):
     assert isinstance(fancy, adapter.PlaceholderNode)
     assert "not installed" in fancy.name()
     assert list(fancy.inputs()) == ["pixels"] and list(fancy.outputs()) == ["result"]
+    window.graph.viewer().zoom_to_nodes([fancy.view, window.node("save").view])
+    window.grab().save(str(SCREENSHOTS / "gui-placeholder.png"))
     out = tmp_path / "again.json"
     window.document.save(out)
     again = load(out)
     assert again.nodes["fancy"] == workflow.nodes["fancy"]
     assert Link("decode", "image", "fancy", "pixels") in again.links
+    assert Link("fancy", "result", "save", "images") in again.links
+    assert "no such port" not in window.log.toPlainText()
 
 
 def test_recent_files_persist_in_settings(window, settings, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from PySide6 import QtCore
 
+from core.workflow import load
 from tests.gui.conftest import SCREENSHOTS
 
 RUN_TIMEOUT_MS = 120_000
@@ -22,7 +23,13 @@ def _run(qtbot, window, key: bool = True):
     return blocker.args[0]
 
 
-def test_run_the_default_workflow_and_see_the_image(qtbot, txt2img):
+def load_json(text: str):
+    from core.workflow import loads
+
+    return loads(text)
+
+
+def test_run_the_default_workflow_and_see_the_image(qtbot, txt2img, tmp_path):
     window = txt2img
     _few_steps(window)
     before = window.document.workflow()
@@ -39,6 +46,15 @@ def test_run_the_default_workflow_and_see_the_image(qtbot, txt2img):
     assert window.device_label.text().startswith("cpu")
     window.docks["images"].raise_()
     window.grab().save(str(SCREENSHOTS / "gui-after-run.png"))
+    window.images.view.pixel_exact()
+    factor = window.images.view.scale_factor()
+    assert factor >= 2 and factor == int(factor)  # small images enlarged by whole pixels
+    window.images.view.fit()
+    fitted = window.images.view.scale_factor()
+    window.images.view.zoom(1.25)
+    assert abs(window.images.view.scale_factor() - fitted * 1.25) < 1e-9
+    saved = window.images.save_current(tmp_path / "out.png")
+    assert load(saved) == load_json(outcome.workflow_json)  # the PNG carries the workflow
     again = _run(qtbot, window, key=False)
     assert again.status == "finished" and again.executed == ()
     assert window.states.state("save") == "cached"
@@ -87,6 +103,7 @@ def test_a_failed_node_is_marked_red_with_its_error(qtbot, txt2img, tmp_path):
     assert window.states.state("checkpoint") == "failed"
     assert "missing.safetensors" in checkpoint.view.toolTip()
     assert "failed" in window.log.toPlainText()
+    window.graph.viewer().zoom_to_nodes([checkpoint.view, window.node("positive").view])
     window.grab().save(str(SCREENSHOTS / "gui-failed-node.png"))
 
 
@@ -99,3 +116,5 @@ def test_validation_problems_are_shown_before_anything_runs(txt2img):
     assert window.states.state("sampler") == "invalid"
     assert "model" in sampler.view.toolTip()
     assert "Cannot run" in window.statusBar().currentMessage()
+    window.graph.viewer().zoom_to_nodes([sampler.view, checkpoint.view])
+    window.grab().save(str(SCREENSHOTS / "gui-validation.png"))
