@@ -58,6 +58,16 @@ class WorkbenchGraph(NodeGraph):
             node.model.set_property(adapter.ID_PROP, new)
             taken.add(new)
 
+    # -- selection -----------------------------------------------------------
+    def select_all(self) -> None:
+        """Select every item on the view: selecting is not an edit (NodeGraphQt's
+        own version pushes an undo step, which would mark the file as changed)."""
+        for node in self.all_nodes():
+            node.view.setSelected(True)
+
+    def clear_selection(self) -> None:
+        self.scene().clearSelection()
+
     # -- links -------------------------------------------------------------
     def connect_checked(self, src: BaseNode, output: str, dst: BaseNode, input_: str) -> str | None:
         """Link from code with the type check; an undo step. Returns the refusal."""

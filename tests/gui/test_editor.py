@@ -161,6 +161,27 @@ def test_delete_move_undo_redo(qtbot, txt2img):
     assert window.node("decode") is None
 
 
+def test_moving_a_node_with_the_mouse_is_undoable(qtbot, txt2img):
+    from tests.gui.helpers import _move
+
+    window = txt2img
+    decode = window.node("decode")
+    viewer = window.graph.viewer()
+    viewer.zoom_to_nodes([decode.view])
+    qtbot.wait(10)
+    before = list(decode.pos())
+    title = viewer.mapFromScene(decode.view.sceneBoundingRect().topLeft() + QtCore.QPointF(20, 8))
+    qtbot.mousePress(viewer.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=title)
+    for step in range(1, 6):
+        _move(viewer.viewport(), title + QtCore.QPoint(12 * step, 8 * step))
+    qtbot.mouseRelease(viewer.viewport(), QtCore.Qt.MouseButton.LeftButton,
+                       pos=title + QtCore.QPoint(60, 40))
+    moved = list(decode.pos())
+    assert moved != before and window.isWindowModified()
+    window.undo()
+    assert list(decode.pos()) == before
+
+
 def test_copy_paste_and_duplicate_give_fresh_ids(txt2img):
     window = txt2img
     window.graph.scene().clearSelection()
@@ -177,10 +198,33 @@ def test_copy_paste_and_duplicate_give_fresh_ids(txt2img):
     assert len(adapter.workflow_nodes(window.graph)) == 8
 
 
+def test_paste_refuses_links_whose_types_differ(txt2img):
+    import json
+
+    from PySide6 import QtWidgets
+
+    window = txt2img
+    window.graph.scene().clearSelection()
+    window.node("sampler").view.setSelected(True)
+    window.node("decode").view.setSelected(True)
+    window.copy()
+    clipboard = QtWidgets.QApplication.clipboard()
+    data = json.loads(clipboard.text())
+    for connection in data["connections"]:
+        if connection["in"][1] == "latent":
+            connection["in"][1] = "vae"  # as a hand-edited or foreign clipboard might say
+    clipboard.setText(json.dumps(data))
+    pasted = window.graph.paste_nodes()
+    decode_copy = next(n for n in pasted if n.SPEC.type_id == "vae.decode")
+    assert decode_copy.inputs()["vae"].connected_ports() == []
+    assert "types differ" in window.log.toPlainText()
+
+
 def test_select_all_group_fit_zoom_and_tab_search(qtbot, txt2img):
     window = txt2img
-    window.select_all()
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_A, QtCore.Qt.KeyboardModifier.ControlModifier)
     assert len(window.graph.selected_nodes()) == 8
+    assert not window.isWindowModified()  # selecting is not an edit
     window.group_selection()
     workflow = window.document.workflow()
     assert workflow.ui["groups"][0]["title"] == "Group"
