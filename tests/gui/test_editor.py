@@ -210,9 +210,13 @@ def test_paste_refuses_links_whose_types_differ(txt2img):
     window.copy()
     clipboard = QtWidgets.QApplication.clipboard()
     data = json.loads(clipboard.text())
-    for connection in data["connections"]:
-        if connection["in"][1] == "latent":
-            connection["in"][1] = "vae"  # as a hand-edited or foreign clipboard might say
+    # Keep the one link between the copied nodes (NodeGraphQt also copies links to
+    # nodes outside the selection), then point it at the wrong input, as a
+    # hand-edited or foreign clipboard might.
+    data["connections"] = [c for c in data["connections"]
+                           if c["in"][0] in data["nodes"] and c["out"][0] in data["nodes"]]
+    assert [c["in"][1] for c in data["connections"]] == ["latent"]
+    data["connections"][0]["in"][1] = "vae"
     clipboard.setText(json.dumps(data))
     pasted = window.graph.paste_nodes()
     decode_copy = next(n for n in pasted if n.SPEC.type_id == "vae.decode")
@@ -251,3 +255,37 @@ def test_tab_search_creates_the_node_typed(qtbot, window):
     assert seen == [True]
     nodes = adapter.workflow_nodes(window.graph)
     assert [n.SPEC.type_id for n in nodes] == ["diffusion.schedule"]
+
+
+def test_undo_redo_keys_reach_the_window_from_the_canvas(qtbot, txt2img):
+    """The view binds Ctrl+Z itself; two owners would make the key do nothing."""
+    window = txt2img
+    window.node("sampler").set_property("param_seed", 7)
+    viewer = window.graph.viewer()
+    viewer.setFocus()
+    control = QtCore.Qt.KeyboardModifier.ControlModifier
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Z, control)
+    assert window.node("sampler").get_property("param_seed") == 0
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Z, control | QtCore.Qt.KeyboardModifier.ShiftModifier)
+    assert window.node("sampler").get_property("param_seed") == 7
+
+
+def test_backdrops_are_saved_and_reopened(txt2img, tmp_path):
+    window = txt2img
+    window.graph.scene().clearSelection()
+    window.node("positive").view.setSelected(True)
+    window.node("negative").view.setSelected(True)
+    window.group_selection()
+    path = window.document.save(tmp_path / "grouped.json")
+    window.open_path(path)
+    from NodeGraphQt import BackdropNode
+
+    backdrops = [n for n in window.graph.all_nodes() if isinstance(n, BackdropNode)]
+    assert [b.name() for b in backdrops] == ["Group"]
+    assert window.document.workflow().ui["groups"] == load_groups(path)
+
+
+def load_groups(path):
+    from core.workflow import load
+
+    return load(path).ui["groups"]
