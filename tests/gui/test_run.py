@@ -86,9 +86,13 @@ def test_gui_stays_responsive_during_a_run(qtbot, txt2img):
     timer = QtCore.QTimer()
     timer.timeout.connect(lambda: ticks.append(QtCore.QTime.currentTime()))
     timer.start(20)
+    texts = []
+    window.runner.progress.connect(lambda percent, text: texts.append((percent, text)))
     outcome = _run(qtbot, window)
     timer.stop()
     assert outcome.status == "finished"
+    assert any("it/s" in text and "cpu" in text for _, text in texts)  # speed and device
+    assert [p for p, _ in texts] == sorted(p for p, _ in texts) and texts[-1][0] == 100
     gaps = [a.msecsTo(b) for a, b in zip(ticks, ticks[1:])]
     assert gaps and max(gaps) < 500  # the GUI thread never ran the model
 
