@@ -22,6 +22,7 @@ from app.gui.node_states import NodeStates
 from app.gui.palette import NodePalette
 from app.gui.properties import PropertiesPanel
 from app.gui.runner import RunController, RunOutcome
+from app.gui.steer import install as install_steering
 from core.registry import NodeRegistry
 from core.validation import Problem
 
@@ -51,6 +52,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_status_bar()
         self._wire()
         self.autosaver = Autosaver(self.document, autosave_path, parent=self)
+        self.steer = install_steering(self)  # issue 6: steps, scrubber, pause, branch, plots
         self.resize(1400, 860)
         self._restore_layout()
         self._update_title()
@@ -236,10 +238,13 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- running ------------------------------------------------------------------------
     def run_workflow(self) -> bool:
         """Validate, mark problems on their nodes, and start a run if nothing blocks it."""
+        return self.run_graph(self.document.workflow())
+
+    def run_graph(self, workflow) -> bool:
+        """Run ``workflow`` (the document's, or one derived from it, such as a branch)."""
         if self.runner.running:
             return False
         self.states.clear()
-        workflow = self.document.workflow()
         problems = self.runner.start(workflow)
         self.show_problems(problems)
         if not self.runner.running:

@@ -5,6 +5,7 @@ numpy buffer that would otherwise be freed under it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +26,27 @@ class StepPreview:
     index: int
     total: int
     t: float | None
-    x0: QtGui.QImage | None
+    x0: QtGui.QImage | None   # the first batch item (kept for simple consumers)
     x_t: QtGui.QImage | None
+    # Issue 6's richer payload: every batch item, the step's numbers, and the
+    # tensors that on-demand decoding, export and branching need (CPU, never mutated).
+    timestep: float | None = None
+    parameterization: str = ""
+    snr: float | None = None
+    alpha_bar: float | None = None
+    x_t_images: tuple[QtGui.QImage, ...] = ()
+    x0_images: tuple[QtGui.QImage, ...] = ()
+    eps_images: tuple[QtGui.QImage, ...] = ()
+    tensors: tuple[Any, Any, Any] | None = None  # x_t, x̂_0, ε̂ (B, C, h, w)
+    state: Any = None  # the sampler's exact x at this step, for branching
+    decoder: Any = None  # the model's VAE handle: .decode(latents) → pixels in [0, 1]
+    latent_rgb: Any = None
+    nbytes: int = 0  # memory this preview holds (images and tensors), for the history bound
+
+    @property
+    def level(self) -> float | None:
+        """The noise level: σ for diffusion models, t for flow models."""
+        return self.t
 
 
 def image_to_qimage(image: Any) -> QtGui.QImage:
@@ -50,20 +70,61 @@ def batch_to_qimages(images: Any) -> list[QtGui.QImage]:
     return [image_to_qimage(item) for item in images]
 
 
-def latent_preview(tensor: Any) -> QtGui.QImage | None:
-    """A rough look at a step's tensor: 3 channels (or 1) scaled from [−1, 1], shrunk."""
-    if tensor is None or getattr(tensor, "ndim", 0) != 4:
-        return None
-    first = tensor[0].detach().float().to("cpu")  # (C, H, W)
-    first = first[:3] if first.shape[0] >= 3 else first[:1]
-    image = image_to_qimage((first + 1) / 2)
-    if max(image.width(), image.height()) > PREVIEW_SIZE:
-        image = image.scaled(PREVIEW_SIZE, PREVIEW_SIZE, aspectMode=_KEEP_ASPECT)
-    return image
+def signal_to_noise(parameterization: str, level: float | None) -> tuple[float | None, float | None]:
+    """SNR and ᾱ of a noise level. VE: x = x_0 + σ ε, so SNR = 1/σ² and
+    ᾱ = 1/(1 + σ²) (the schedule's own ᾱ_t at a table σ). Flow:
+    x = (1 − t) x_0 + t ε, so SNR = ((1 − t)/t)²; ᾱ = SNR/(1 + SNR) for both."""
+    if level is None:
+        return None, None
+    level = float(level)
+    if parameterization == "flow":
+        snr = math.inf if level <= 0 else ((1 - level) / level) ** 2
+    else:
+        snr = math.inf if level <= 0 else 1 / level**2
+    alpha_bar = 1.0 if math.isinf(snr) else snr / (1 + snr)
+    return snr, alpha_bar
 
+
+def noise_rgb(eps: Any) -> Any:
+    """ε̂ as pixels: its first three channels, ±2.5 standard deviations to [0, 1]."""
+    x = eps.float()[:, :3] if eps.shape[1] >= 3 else eps.float()[:, :1].expand(-1, 3, -1, -1)
+    return (x / 5 + 0.5).clamp(0, 1)
+
+
+def preview_images(pixels: Any) -> tuple[QtGui.QImage, ...]:
+    """(B, C, H, W) pixels in [0, 1] as one QImage per item, at most PREVIEW_SIZE."""
+    images = []
+    for image in batch_to_qimages(pixels):
+        if max(image.width(), image.height()) > PREVIEW_SIZE:
+            image = image.scaled(PREVIEW_SIZE, PREVIEW_SIZE, aspectMode=_KEEP_ASPECT)
+        images.append(image)
+    return tuple(images)
+
+
+def _tensor_bytes(*tensors: Any) -> int:
+    return sum(t.nelement() * t.element_size() for t in tensors if t is not None)
 
 
 def step_preview(event: Any) -> StepPreview:
-    """Build the GUI's view of a core ``Step`` event (in the worker)."""
+    """Build the GUI's view of a core ``Step`` event (in the worker): every
+    batch item's x_t, x̂_0 (the model's linear latent map, or as is for
+    pixel models) and ε̂ as QImages, and the step's numbers."""
+    if event.x_t is None or event.x0 is None:  # previews off: numbers only
+        return StepPreview(event.run_id, event.node_id, event.index, event.total, event.t,
+                           None, None, timestep=event.extra.get("timestep"))
+    from core.previews import preview_rgb
+
+    extra = event.extra
+    mapping = extra.get("latent_rgb")
+    x_t = preview_images(preview_rgb(event.x_t, mapping))
+    x0 = preview_images(preview_rgb(event.x0, mapping))
+    eps = preview_images(noise_rgb(event.eps)) if event.eps is not None else ()
+    parameterization = extra.get("parameterization", "")
+    snr, alpha_bar = signal_to_noise(parameterization, event.t)
+    state = extra.get("state")
+    nbytes = sum(i.sizeInBytes() for i in x_t + x0 + eps)
+    nbytes += _tensor_bytes(event.x_t, event.x0, event.eps, state)
     return StepPreview(event.run_id, event.node_id, event.index, event.total, event.t,
-                       latent_preview(event.x0), latent_preview(event.x_t))
+                       x0[0], x_t[0], extra.get("timestep"), parameterization, snr, alpha_bar,
+                       x_t, x0, eps, (event.x_t, event.x0, event.eps), state,
+                       extra.get("decoder"), mapping, nbytes)

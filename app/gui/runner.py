@@ -18,7 +18,7 @@ from PySide6 import QtCore, QtGui
 
 from app.gui.previews import StepPreview, batch_to_qimages, step_preview
 from core import events as ev
-from core.executor import Cancelled, CancelToken, ExecutionFailed, Executor
+from core.executor import Cancelled, CancelToken, ExecutionFailed, Executor, StepGate
 from core.ports import PortType
 from core.registry import NodeRegistry
 from core.validation import Problem, ValidationError, errors_only
@@ -48,11 +48,12 @@ class RunWorker(QtCore.QObject):
     done = QtCore.Signal(object)    # RunOutcome
 
     def __init__(self, executor: Executor, workflow: Workflow, token: CancelToken,
-                 device: str = "auto", previews: bool = True) -> None:
+                 device: str = "auto", previews: bool = True, gate: StepGate | None = None) -> None:
         super().__init__()
         self.executor = executor
         self.workflow = workflow
         self.token = token
+        self.gate = gate
         self.device = device
         self.previews = previews
 
@@ -65,7 +66,7 @@ class RunWorker(QtCore.QObject):
         json_text = dumps(self.workflow)
         try:
             result = self.executor.run(self.workflow, on_event=self._forward, cancel=self.token,
-                                       device=self.device, previews=self.previews)
+                                       gate=self.gate, device=self.device, previews=self.previews)
         except Cancelled:
             return RunOutcome("cancelled", "the run was cancelled", workflow_json=json_text)
         except ExecutionFailed as error:
@@ -114,6 +115,7 @@ class RunController(QtCore.QObject):
         self._thread: QtCore.QThread | None = None
         self._worker: RunWorker | None = None
         self._token: CancelToken | None = None
+        self.gate: StepGate | None = None  # pause/step/continue of the current run
         self._order: tuple[str, ...] = ()
         self._done_nodes = 0
         self._step_clock: tuple[str, float, int] | None = None
@@ -136,9 +138,10 @@ class RunController(QtCore.QObject):
         if errors_only(problems):
             return problems
         self._token = CancelToken()
+        self.gate = StepGate()
         self._thread = QtCore.QThread()
         self._worker = RunWorker(self.executor, workflow.copy(), self._token,
-                                 self.device, self.previews)
+                                 self.device, self.previews, self.gate)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.event.connect(self.on_event)
@@ -154,6 +157,20 @@ class RunController(QtCore.QObject):
         if self._token is not None:
             self._token.cancel()
             self.log.emit("cancelling…", "info")
+
+    def pause(self) -> None:
+        """Stop at the next step boundary of a long node (a sampler step)."""
+        if self.gate is not None:
+            self.gate.pause()
+
+    def step_once(self) -> None:
+        """While paused, let exactly one more step run."""
+        if self.gate is not None:
+            self.gate.step()
+
+    def resume(self) -> None:
+        if self.gate is not None:
+            self.gate.resume()
 
     def wait(self, timeout_ms: int = 60000) -> bool:
         """Block until the run's thread ends (for shutdown)."""
@@ -176,7 +193,7 @@ class RunController(QtCore.QObject):
         self._thread.wait()
         self._worker.deleteLater()
         self._thread.deleteLater()
-        self._thread = self._worker = self._token = None
+        self._thread = self._worker = self._token = self.gate = None
         self.last_outcome = outcome
         self.finished.emit(outcome)
 

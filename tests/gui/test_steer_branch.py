@@ -1,0 +1,67 @@
+"""Issue 6: branch from step 10 with another guidance scale; A/B; save the branch."""
+from __future__ import annotations
+
+import torch
+
+from core.workflow import load
+from tests.gui.conftest import SCREENSHOTS
+from tests.gui.steer_helpers import STEPS, run, settle, tiny
+
+K = 10
+
+
+def test_branch_from_step_10_shares_the_first_10_steps_bit_for_bit(qtbot, txt2img, tmp_path):
+    window = txt2img
+    tiny(window)
+    steering = window.steer
+    assert run(qtbot, window).status == "finished"
+    original = steering.timeline.current_track()
+    steering.timeline.scrub_to(K)
+    panel = steering.branch_panel
+    assert panel.point is not None and (panel.point.sampler_id, panel.point.step) == ("sampler", K)
+    assert panel.guidance.value() == 4.0
+    panel.guidance.setValue(8.0)
+    assert panel.changes() == {"sampler": {"guidance": 8.0}}
+    outcome = run(qtbot, window, lambda: panel.request_run() or window.runner.running)
+    assert outcome.status == "finished", outcome.message
+    branch_run = steering.history.runs[-1]
+    tracks = {node: steering.history.steps((branch_run, node)) for _, node in steering.history.tracks()
+              if _ == branch_run}
+    prefix = tracks[f"sampler_to_{K}"]
+    branch = tracks[f"sampler_branch_{K}"]
+    first = steering.history.steps(original)
+    assert [r.index for r in prefix] == list(range(K))
+    assert [r.index for r in branch] == list(range(K, STEPS))
+    # the shared part, bit for bit: every prefix step, and x at step K where the branch starts
+    for a, b in zip(first[:K], prefix):
+        assert torch.equal(a.state, b.state) and torch.equal(a.tensors[0], b.tensors[0])
+    assert torch.equal(first[K].state, branch[0].state)
+    assert torch.equal(first[K].tensors[0], branch[0].tensors[0])
+    # and then it differs: another guidance gives another x̂0 at step K and another path after
+    assert not torch.equal(first[K].tensors[1], branch[0].tensors[1])
+    assert not torch.equal(first[K + 1].state, branch[1].state)
+    # A/B side by side: the original's images (served from the cache) and the branch's
+    a, b = panel.last.original, panel.last.branch
+    assert len(a) == len(b) == 2 and a[0] != b[0]
+    assert a == [image for node, image in window.runner.last_outcome.images if node == "save"]
+    qtbot.wait(50)  # new labels are shown by a queued call
+    panel.grab().save(str(SCREENSHOTS / "steer-branch.png"))
+    # saved as its own workflow, with the branch point in it
+    path = panel.save_branch(tmp_path / "branch.json")
+    saved = load(path)
+    assert saved.ui["branches"] == [{"sampler": "sampler", "step": K, "prefix": f"sampler_to_{K}",
+                                     "branch": f"sampler_branch_{K}"}]
+    assert saved.nodes[f"sampler_to_{K}"].params["stop_at_step"] == K
+    assert saved.nodes[f"sampler_branch_{K}"].params["guidance"] == 8.0
+    settle(qtbot, steering)
+
+
+def test_no_branch_from_the_first_step_or_a_branch_copy(qtbot, txt2img):
+    window = txt2img
+    tiny(window, steps=3, batch=1)
+    steering = window.steer
+    assert run(qtbot, window).status == "finished"
+    steering.timeline.scrub_to(0)
+    assert steering.branch_panel.point is None and not steering.branch_panel.run_button.isEnabled()
+    steering.timeline.scrub_to(1)
+    assert steering.branch_panel.run_button.isEnabled()

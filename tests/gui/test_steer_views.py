@@ -1,0 +1,119 @@
+"""Issue 6: the schedule plot, the forward-process explorer, export, bounded history."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from PIL import Image
+
+from app.gui.step_history import StepHistory
+from tests.gui.conftest import SCREENSHOTS
+from tests.gui.steer_helpers import STEPS, run, settle, tiny
+
+
+def test_schedule_plot_marks_the_visited_timesteps(qtbot, txt2img):
+    window = txt2img
+    tiny(window)
+    steering = window.steer
+    assert run(qtbot, window).status == "finished"
+    settle(qtbot, steering)
+    plot = steering.schedule_plot
+    assert plot.curve_labels() == ["scaled_linear, T = 1000", "linear, T = 1000", "cosine, T = 1000"]
+    records = steering.history.steps(steering.timeline.current_track())
+    visited = plot.visited_timesteps()
+    assert visited == pytest.approx([r.timestep for r in records if r.timestep >= 0])
+    assert len(visited) == STEPS and visited[0] == pytest.approx(999.0)  # karras starts at σ_max
+    steering.timeline.scrub_to(5)
+    assert plot.highlighted_timestep() == pytest.approx(records[5].timestep)
+    window.docks["schedule"].raise_()
+    qtbot.wait(50)
+    plot.grab().save(str(SCREENSHOTS / "steer-schedule-plot.png"))
+    plot.reference.setChecked(False)
+    settle(qtbot, steering)
+    assert plot.curve_labels() == ["scaled_linear, T = 1000"]
+
+
+def test_forward_explorer_closed_form_matches_the_chain(qtbot, window):
+    explorer = window.steer.forward
+    results = {}
+    explorer.computed.connect(lambda r: results.__setitem__((r.mode, r.t, r.alpha_bar), r))
+    settle(qtbot, window.steer)
+    explorer.schedule.setCurrentText("cosine")
+    explorer.slider.setValue(400)
+    for mode in ("closed form", "step by step"):
+        explorer.mode.setCurrentText(mode)
+        settle(qtbot, window.steer)
+    closed = explorer_result(results, "closed form", 400)
+    chain = explorer_result(results, "step by step", 400)
+    from core.diffusion.schedules import make_schedule
+
+    assert closed.alpha_bar == chain.alpha_bar == float(make_schedule("cosine").alphas_cumprod[400])
+    theory = 1 - closed.alpha_bar
+    for result in (closed, chain):  # x_t − √ᾱ x0 ~ N(0, 1 − ᾱ): 4 × 12,288 values each
+        assert abs(result.mean) < 0.02 and result.variance == pytest.approx(theory, rel=0.03)
+    assert chain.variance == pytest.approx(closed.variance, rel=0.04)
+    assert abs(chain.mean - closed.mean) < 0.03
+    assert closed.image != chain.image  # two different roads (different noise), same law
+    assert "theory 1 − ᾱ_t" in explorer.numbers.text()
+    window.docks["forward"].raise_()
+    qtbot.wait(50)
+    explorer.grab().save(str(SCREENSHOTS / "steer-forward-explorer.png"))
+
+
+def explorer_result(results, mode, t):
+    return next(r for (m, step, _), r in results.items() if m == mode and step == t)
+
+
+def test_export_writes_a_filmstrip_and_an_animation(qtbot, txt2img, tmp_path):
+    window = txt2img
+    tiny(window)
+    steering = window.steer
+    assert run(qtbot, window).status == "finished"
+    written = []
+    steering.export_to(tmp_path, "webp", written.extend)
+    settle(qtbot, steering)
+    strip, movie = written
+    assert strip.name == "sampler-filmstrip.png" and movie.name == "sampler-denoising.webp"
+    with Image.open(strip) as picture:
+        assert picture.height > 2 * 2 * 64  # x_t and x̂0 rows for each of the 2 items
+    with Image.open(movie) as picture:
+        assert picture.n_frames >= STEPS  # every step (WebP merges the held last frames)
+    Image.open(strip).save(SCREENSHOTS / "steer-filmstrip.png")
+
+
+@dataclass
+class _Record:
+    run_id: str
+    node_id: str
+    index: int
+    nbytes: int = 100
+
+
+def test_history_is_bounded_and_drops_older_runs_first():
+    history = StepHistory(budget_bytes=1000)
+    for index in range(6):
+        history.add(_Record("run1", "sampler", index))
+    for index in range(4):
+        history.add(_Record("run2", "sampler", index))
+    assert history.runs == ["run1", "run2"] and history.nbytes == 1000
+    history.add(_Record("run2", "sampler", 4))  # over budget: run 1 goes, whole
+    assert history.runs == ["run2"] and len(history.steps(("run2", "sampler"))) == 5
+    for index in range(5, 12):  # the newest run alone is too large: its oldest steps go
+        history.add(_Record("run2", "sampler", index))
+    kept = history.steps(("run2", "sampler"))
+    assert [r.index for r in kept] == list(range(2, 12)) and history.nbytes == 1000
+    assert history.dropped == 2
+    history.set_budget(300)
+    assert [r.index for r in history.steps(("run2", "sampler"))] == [9, 10, 11]
+
+
+def test_step_previews_measure_their_memory(qtbot, txt2img):
+    window = txt2img
+    tiny(window)
+    assert run(qtbot, window).status == "finished"
+    history = window.steer.history
+    record = history.steps(history.latest_track())[0]
+    images = sum(i.sizeInBytes() for i in record.x_t_images + record.x0_images + record.eps_images)
+    tensors = sum(t.nelement() * t.element_size() for t in (*record.tensors, record.state))
+    assert record.nbytes == images + tensors > 0
+    assert history.nbytes == STEPS * record.nbytes
