@@ -109,7 +109,12 @@ class ForwardExplorer(QtWidgets.QWidget):
         self.numbers = QtWidgets.QLabel("")
         self.numbers.setWordWrap(True)
         self._layout()
-        self.load_builtin(self.source.currentText())
+
+    def set_active(self, active: bool) -> None:
+        """Its dock came on screen: the first picture is made then, not at start-up
+        (the first job imports torch, which holds the interpreter for a while)."""
+        if active and self.image is None:
+            self.load_builtin(self.source.currentText())
 
     def _layout(self) -> None:
         pickers = QtWidgets.QHBoxLayout()

@@ -173,8 +173,13 @@ class RunController(QtCore.QObject):
             self.gate.resume()
 
     def wait(self, timeout_ms: int = 60000) -> bool:
-        """Block until the run's thread ends (for shutdown)."""
-        return self._thread.wait(timeout_ms) if self._thread is not None else True
+        """Block until the run's thread ends (for shutdown). The thread's event loop
+        is told to quit here: ``on_done`` would do it, but it needs this (GUI) thread,
+        which is blocked in this call, so the wait would last the whole timeout."""
+        if self._thread is None:
+            return True
+        self._thread.quit()  # takes effect once the worker's run() has returned
+        return self._thread.wait(timeout_ms)
 
     # -- slots on the GUI thread ---------------------------------------------
     @QtCore.Slot(object)

@@ -67,6 +67,8 @@ class SchedulePlot(QtWidgets.QWidget):
         self.jobs = jobs
         self.specs: list[tuple[str, int, bool]] = []
         self.curves: list[Curves] = []
+        self.active = False  # whether its dock is on screen (not a background tab)
+        self._stale = False  # tables wanted while hidden: computed when shown
         self.reference = QtWidgets.QCheckBox("Overlay linear and cosine (Nichol && Dhariwal)")
         self.reference.setChecked(True)
         self.reference.toggled.connect(lambda _on: self._recompute())
@@ -114,7 +116,18 @@ class SchedulePlot(QtWidgets.QWidget):
             self.specs = specs
             self._recompute()
 
+    def set_active(self, active: bool) -> None:
+        """Its dock came on screen or went behind another tab."""
+        self.active = active
+        if active and self._stale:
+            self._recompute()
+
     def _recompute(self) -> None:
+        """Compute the tables in the background, only while the plot can be seen
+        (the first job imports torch, which holds the interpreter for a while)."""
+        self._stale = not self.active
+        if self._stale:
+            return
         specs = list(self.specs)
         if self.reference.isChecked():
             specs += [s for s in REFERENCES if s not in specs]

@@ -50,6 +50,7 @@ class Steering(QtCore.QObject):
         window.statusBar().addPermanentWidget(self.pause_label)
         self._schedules_timer = QtCore.QTimer(self, singleShot=True, interval=300)
         self._schedules_timer.timeout.connect(self.refresh_schedules)
+        self._workflow = None  # the document's graph, serialised once per edit, not per scrub
 
     # -- wiring ------------------------------------------------------------------------
     def wire(self) -> None:
@@ -57,12 +58,16 @@ class Steering(QtCore.QObject):
         runner.step_preview.connect(self.on_step)
         runner.started.connect(self.on_run_started)
         self.window.run_finished.connect(self.on_run_finished)
-        self.window.document.changed.connect(self._schedules_timer.start)
+        self.window.document.changed.connect(self._graph_changed)  # opened, saved, new
+        self.window.graph.undo_stack().indexChanged.connect(self._graph_changed)  # every edit
         self.timeline.step_selected.connect(self.on_selected)
         self.timeline.budget_changed.connect(self.set_budget)
         self.timeline.every_box.valueChanged.connect(
             lambda n: self.window.settings.setValue("steer/every", n))
         self.branch_panel.run_requested.connect(self.run_branch)
+        docks = self.window.docks  # background tabs compute nothing until they are shown
+        docks["schedule"].visibilityChanged.connect(self.schedule_plot.set_active)
+        docks["forward"].visibilityChanged.connect(self.forward.set_active)
 
     # -- slots on the GUI thread -----------------------------------------------------------
     @QtCore.Slot(object)
@@ -108,9 +113,19 @@ class Steering(QtCore.QObject):
         """One step chosen (live or scrubbed): show it everywhere."""
         self.step_view.show_step(record)
         self.schedule_plot.set_steps(self.timeline.steps(), record)
-        workflow = self.window.document.workflow() if not self.window.runner.running else None
-        if workflow is not None:
-            self.branch_panel.set_point(branch_point(workflow, record.node_id, record.index))
+        if not self.window.runner.running:
+            self.branch_panel.set_point(branch_point(self.workflow(), record.node_id, record.index))
+
+    def workflow(self):
+        """The document's workflow (cached until the graph changes)."""
+        if self._workflow is None:
+            self._workflow = self.window.document.workflow()
+        return self._workflow
+
+    @QtCore.Slot()
+    def _graph_changed(self, *_args) -> None:
+        self._workflow = None
+        self._schedules_timer.start()
 
     @QtCore.Slot(int)
     def set_budget(self, megabytes: int) -> None:
@@ -120,7 +135,7 @@ class Steering(QtCore.QObject):
 
     @QtCore.Slot()
     def refresh_schedules(self) -> None:
-        self.schedule_plot.set_workflow(self.window.document.workflow())
+        self.schedule_plot.set_workflow(self.workflow())
 
     # -- commands --------------------------------------------------------------------------
     def pause(self) -> None:

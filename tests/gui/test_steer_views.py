@@ -16,8 +16,10 @@ def test_schedule_plot_marks_the_visited_timesteps(qtbot, txt2img):
     tiny(window)
     steering = window.steer
     assert run(qtbot, window).status == "finished"
-    settle(qtbot, steering)
     plot = steering.schedule_plot
+    assert plot.curve_labels() == []  # hidden: nothing computed yet
+    window.docks["schedule"].raise_()
+    qtbot.waitUntil(lambda: bool(plot.curve_labels()), timeout=30_000)
     assert plot.curve_labels() == ["scaled_linear, T = 1000", "linear, T = 1000", "cosine, T = 1000"]
     records = steering.history.steps(steering.timeline.current_track())
     visited = plot.visited_timesteps()
@@ -25,7 +27,6 @@ def test_schedule_plot_marks_the_visited_timesteps(qtbot, txt2img):
     assert len(visited) == STEPS and visited[0] == pytest.approx(999.0)  # karras starts at σ_max
     steering.timeline.scrub_to(5)
     assert plot.highlighted_timestep() == pytest.approx(records[5].timestep)
-    window.docks["schedule"].raise_()
     qtbot.wait(50)
     plot.grab().save(str(SCREENSHOTS / "steer-schedule-plot.png"))
     plot.reference.setChecked(False)
@@ -37,6 +38,8 @@ def test_forward_explorer_closed_form_matches_the_chain(qtbot, window):
     explorer = window.steer.forward
     results = {}
     explorer.computed.connect(lambda r: results.__setitem__((r.mode, r.t, r.alpha_bar), r))
+    window.docks["forward"].raise_()
+    qtbot.waitUntil(lambda: explorer.image is not None, timeout=30_000)
     settle(qtbot, window.steer)
     explorer.schedule.setCurrentText("cosine")
     explorer.slider.setValue(400)
@@ -55,7 +58,6 @@ def test_forward_explorer_closed_form_matches_the_chain(qtbot, window):
     assert abs(chain.mean - closed.mean) < 0.03
     assert closed.image != chain.image  # two different roads (different noise), same law
     assert "theory 1 − ᾱ_t" in explorer.numbers.text()
-    window.docks["forward"].raise_()
     qtbot.wait(50)
     explorer.grab().save(str(SCREENSHOTS / "steer-forward-explorer.png"))
 
@@ -117,3 +119,16 @@ def test_step_previews_measure_their_memory(qtbot, txt2img):
     tensors = sum(t.nelement() * t.element_size() for t in (*record.tensors, record.state))
     assert record.nbytes == images + tensors > 0
     assert history.nbytes == STEPS * record.nbytes
+
+
+def test_schedule_plot_follows_edits_of_the_graph(qtbot, txt2img):
+    window = txt2img
+    steering = window.steer
+    window.docks["schedule"].raise_()
+    steering.schedule_plot.reference.setChecked(False)
+    qtbot.waitUntil(lambda: steering.schedule_plot.curve_labels() == ["scaled_linear, T = 1000"],
+                    timeout=10_000)
+    for name in ("cosine", "linear"):  # two edits in a row: each one is plotted
+        window.node("schedule").set_property("param_name", name)
+        qtbot.waitUntil(lambda: steering.schedule_plot.curve_labels() == [f"{name}, T = 1000"],
+                        timeout=10_000)
