@@ -76,7 +76,3 @@ class Jobs(QtCore.QObject):
 
     def idle(self) -> bool:
         return not self._busy
-
-    def wait(self, timeout_ms: int = 30000) -> bool:
-        """Block until the worker is done (tests, shutdown); deliveries still need the event loop."""
-        return self.pool.waitForDone(timeout_ms)

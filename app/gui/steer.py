@@ -44,7 +44,6 @@ class Steering(QtCore.QObject):
         self.forward = ForwardExplorer(self.jobs)
         self.branch_panel = BranchPanel()
         self.pending_branch: Branch | None = None
-        self.paused_at: int | None = None
         self.last_record: StepPreview | None = None
         self.pause_label = QtWidgets.QLabel("")  # permanent: progress messages would overwrite it
         window.statusBar().addPermanentWidget(self.pause_label)
@@ -84,19 +83,17 @@ class Steering(QtCore.QObject):
     def _show_paused(self, record: StepPreview) -> None:
         """The worker stops right after emitting a step, so the last step seen is
         where it waits (a step already on its way corrects this when it arrives)."""
-        self.paused_at = record.index
         self.pause_label.setText(f"Paused after step {record.index + 1}/{record.total}: "
                                  "Step (F7) or Continue (F8)")
 
     @QtCore.Slot()
     def on_run_started(self) -> None:
-        self.paused_at = self.last_record = None
+        self.last_record = None
         self.pause_label.setText("")
         self._update_actions()
 
     @QtCore.Slot(object)
     def on_run_finished(self, outcome) -> None:
-        self.paused_at = None
         self.pause_label.setText("")
         self._update_actions()
         branch, self.pending_branch = self.pending_branch, None
@@ -149,7 +146,6 @@ class Steering(QtCore.QObject):
 
     def resume(self) -> None:
         self.window.runner.resume()
-        self.paused_at = None
         self.pause_label.setText("")
         self._update_actions()
 

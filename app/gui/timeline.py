@@ -99,7 +99,7 @@ class Timeline(QtWidgets.QWidget):
         self.track_box.setCurrentIndex(index)
         self.track_box.blockSignals(False)
         self._sync_range()
-        self.memory.setText(f"({self.history.nbytes / 2**20:.1f} MB kept)")
+        self._show_memory()
 
     def select_track(self, key: TrackKey) -> None:
         for i in range(self.track_box.count()):
@@ -136,7 +136,12 @@ class Timeline(QtWidgets.QWidget):
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(count - 1, 0))
         self.slider.blockSignals(False)
-        self.memory.setText(f"({self.history.nbytes / 2**20:.1f} MB kept)")
+        self._show_memory()
+
+    def _show_memory(self) -> None:
+        dropped = self.history.dropped
+        extra = f", {dropped} oldest steps dropped" if dropped else ""
+        self.memory.setText(f"({self.history.nbytes / 2**20:.1f} MB kept{extra})")
 
     def _track_changed(self, _index: int) -> None:
         self._sync_range()

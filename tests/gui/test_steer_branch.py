@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from core.workflow import load
-from tests.gui.conftest import SCREENSHOTS
+from tests.gui.conftest import REPO, SCREENSHOTS
 from tests.gui.steer_helpers import STEPS, run, settle, tiny
 
 K = 10
@@ -65,3 +65,29 @@ def test_no_branch_from_the_first_step_or_a_branch_copy(qtbot, txt2img):
     assert steering.branch_panel.point is None and not steering.branch_panel.run_button.isEnabled()
     steering.timeline.scrub_to(1)
     assert steering.branch_panel.run_button.isEnabled()
+
+
+def test_branch_editors_follow_what_feeds_the_sampler(qtbot, window):
+    from app.gui.branching import BranchPanel, branch_point
+
+    workflow = load(REPO / "workflows" / "controlnet-outline.json")
+    panel = BranchPanel()
+    qtbot.addWidget(panel)
+    panel.set_point(branch_point(workflow, "sampler", 3))
+    controlnet = panel.point.controlnet_id
+    assert controlnet is not None and panel.strength.isEnabled()
+    assert panel.point.prompt_id is None and not panel.prompt.isEnabled()  # the prompt feeds the ControlNet
+    panel.strength.setValue(0.25)
+    panel.seed.setValue(5)
+    assert panel.changes() == {"sampler": {"seed": 5}, controlnet: {"strength": 0.25}}
+    branched = panel.build().workflow
+    copies = [n for n in branched.nodes.values() if n.type == "conditioning.controlnet" and n.id != controlnet]
+    # (branch_at copies a changed feeder once per link into the sampler: here 2, positive and negative)
+    assert copies and all(n.params["strength"] == 0.25 for n in copies)
+    assert workflow.nodes[controlnet].params.get("strength", 1.0) != 0.25  # the original is untouched
+    # a prompt that feeds the sampler directly can be changed
+    txt2img = load(REPO / "workflows" / "txt2img.json")
+    panel.set_point(branch_point(txt2img, "sampler", 3))
+    assert panel.prompt.isEnabled() and not panel.strength.isEnabled()
+    panel.prompt.setText("a small blue square")
+    assert panel.changes() == {"positive": {"text": "a small blue square"}}
