@@ -129,11 +129,17 @@ def checkpoint_fingerprint(params) -> str:
     return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
-def _file_inputs(default: str, choices: tuple[str, ...], what: str) -> tuple[Input, Input]:
-    return (
-        Input("name", PortType.STRING, default, choices=(*choices, "file…"),
-              tooltip=f"A built-in {what}, or 'file…' to load the path below"),
-        Input("path", PortType.STRING, "", widget="file", tooltip="A .safetensors model file"),
+def _loader(type_id: str, title: str, description: str, fn, builtins: tuple[str, ...],
+            what: str, outputs: tuple[Output, ...]) -> NodeSpec:
+    """A node that loads a built-in model by name, or any model file by path."""
+    return NodeSpec(
+        type_id=type_id, title=title, category="model", description=description, fn=fn,
+        inputs=(
+            Input("name", PortType.STRING, builtins[0], choices=(*builtins, "file…"),
+                  tooltip=f"A built-in {what}, or 'file…' to load the path below"),
+            Input("path", PortType.STRING, "", widget="file", tooltip="A .safetensors model file"),
+        ),
+        outputs=outputs, fingerprint=checkpoint_fingerprint,
     )
 
 
@@ -158,37 +164,19 @@ NODES = (
         outputs=(Output("model", PortType.MODEL),),
         fingerprint=folder_fingerprint,
     ),
-    NodeSpec(
-        type_id="model.checkpoint",
-        title="Checkpoint loader",
-        category="model",
-        description="Load a model file: its backbone (MODEL), text encoder (CLIP) and VAE.",
-        fn=load_checkpoint_node,
-        inputs=_file_inputs("shapes-ldm", ("shapes-ldm", "shapes-ddpm", "shapes-flow"), "model"),
-        outputs=(Output("model", PortType.MODEL), Output("clip", PortType.CLIP),
-                 Output("vae", PortType.VAE)),
-        fingerprint=checkpoint_fingerprint,
-    ),
-    NodeSpec(
-        type_id="model.controlnet",
-        title="ControlNet loader",
-        category="model",
-        description="Load a ControlNet; apply it to a prompt with an image hint.",
-        fn=load_controlnet_node,
-        inputs=_file_inputs("shapes-controlnet", ("shapes-controlnet",), "ControlNet"),
-        outputs=(Output("controlnet", PortType.CONTROLNET),),
-        fingerprint=checkpoint_fingerprint,
-    ),
-    NodeSpec(
-        type_id="model.classifier",
-        title="Classifier loader",
-        category="model",
-        description="Load a noise-aware classifier p(y | x_t, t) for classifier guidance.",
-        fn=load_classifier_node,
-        inputs=_file_inputs("shapes-classifier", ("shapes-classifier",), "classifier"),
-        outputs=(Output("classifier", PortType.CLASSIFIER),),
-        fingerprint=checkpoint_fingerprint,
-    ),
+    _loader("model.checkpoint", "Checkpoint loader",
+            "Load a model file: its backbone (MODEL), text encoder (CLIP) and VAE.",
+            load_checkpoint_node, ("shapes-ldm", "shapes-ddpm", "shapes-flow"), "model",
+            (Output("model", PortType.MODEL), Output("clip", PortType.CLIP),
+             Output("vae", PortType.VAE))),
+    _loader("model.controlnet", "ControlNet loader",
+            "Load a ControlNet; apply it to a prompt with an image hint.",
+            load_controlnet_node, ("shapes-controlnet",), "ControlNet",
+            (Output("controlnet", PortType.CONTROLNET),)),
+    _loader("model.classifier", "Classifier loader",
+            "Load a noise-aware classifier p(y | x_t, t) for classifier guidance.",
+            load_classifier_node, ("shapes-classifier",), "classifier",
+            (Output("classifier", PortType.CLASSIFIER),)),
     NodeSpec(
         type_id="model.classifier_guidance",
         title="Classifier guidance",

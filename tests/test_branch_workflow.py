@@ -68,3 +68,12 @@ def test_impossible_branches_are_refused(workflow):
         branch_at(workflow, "sampler", 3, {"save": {}})
     with pytest.raises(WorkflowError, match="cannot change denoise"):
         branch_at(workflow, "sampler", 3, {"sampler": {"denoise": 0.5}})
+
+
+def test_a_changed_node_feeding_two_inputs_is_copied_once():
+    flow = load(Path(__file__).resolve().parents[1] / "workflows" / "controlnet-outline.json")
+    branched, branch_id = branch_at(flow, "sampler", 5, {"apply": {"strength": 0.3}})
+    copies = [n for n in branched if n.type == "conditioning.controlnet" and n.id != "apply"]
+    assert len(copies) == 1 and copies[0].params["strength"] == 0.3
+    feeds = branched.links_into(branch_id)
+    assert feeds["positive"].src_node == feeds["negative"].src_node == copies[0].id

@@ -50,14 +50,17 @@ def branch_at(workflow: Workflow, sampler_id: str, step: int,
                     {"stop_at_step": step}, f"{_title(original)}: steps 1–{step}")
     branch = _clone(result, original, f"{sampler_id}_branch_{step}",
                     dict(changes.get(sampler_id, {})), f"{_title(original)}: branch at step {step}")
+    changed: dict[str, str] = {}  # changed input node → its copy (one, however many links)
     for name, link in workflow.links_into(sampler_id).items():
         result.links.append(Link(link.src_node, link.src_output, prefix.id, name))
         source = link.src_node
         if source in changes and source != sampler_id:
-            source = _clone(result, workflow.node(source), f"{source}_branch_{step}",
-                            dict(changes[source]), None).id
-            for inner, feed in workflow.links_into(link.src_node).items():
-                result.links.append(Link(feed.src_node, feed.src_output, source, inner))
+            if source not in changed:
+                changed[source] = _clone(result, workflow.node(source), f"{source}_branch_{step}",
+                                         dict(changes[source]), None).id
+                for inner, feed in workflow.links_into(source).items():
+                    result.links.append(Link(feed.src_node, feed.src_output, changed[source], inner))
+            source = changed[source]
         if name != "latent":
             result.links.append(Link(source, link.src_output, branch.id, name))
     result.links.append(Link(prefix.id, "latent", branch.id, "latent"))

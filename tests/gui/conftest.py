@@ -9,6 +9,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -24,7 +25,9 @@ QtCore.qInstallMessageHandler(_quiet_qt)
 QtCore.QStandardPaths.setTestModeEnabled(True)
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "images"
+#: Where tests save their screenshots: a temporary folder, so a test run never
+#: changes tracked files; ``DW_SCREENSHOTS=docs/images`` refreshes the user guide's.
+SCREENSHOTS = Path(os.environ.get("DW_SCREENSHOTS") or tempfile.mkdtemp(prefix="dw-shots-"))
 
 
 @pytest.fixture(autouse=True)
