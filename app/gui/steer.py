@@ -18,7 +18,7 @@ from app.gui.forward_explorer import ForwardExplorer
 from app.gui.jobs import Jobs
 from app.gui.previews import StepPreview
 from app.gui.schedule_plot import SchedulePlot
-from app.gui.step_export import export_steps
+from app.gui.step_export import export_steps, parse_steps
 from app.gui.step_history import StepHistory
 from app.gui.step_view import StepView
 from app.gui.timeline import Timeline
@@ -158,13 +158,24 @@ class Steering(QtCore.QObject):
         path, chosen = QtWidgets.QFileDialog.getSaveFileName(
             self.window, "Export steps: animation (a filmstrip PNG is written beside it)",
             "steps.gif", "GIF animation (*.gif);;WebP animation (*.webp)")
-        if path:
-            path = Path(path)
-            fmt = "webp" if "webp" in chosen or path.suffix.lower() == ".webp" else "gif"
-            self.export_to(path.parent, fmt, stem=path.stem)
+        if not path:
+            return
+        text, accepted = QtWidgets.QInputDialog.getText(
+            self.window, "Export steps", "Steps in the filmstrip (e.g. 1, 5, 10-12; "
+            "empty: 8 evenly spread):")
+        if not accepted:
+            return
+        try:
+            steps = parse_steps(text)
+        except ValueError as error:
+            self.window.statusBar().showMessage(f"Export: {error}", 8000)
+            return
+        path = Path(path)
+        fmt = "webp" if "webp" in chosen or path.suffix.lower() == ".webp" else "gif"
+        self.export_to(path.parent, fmt, stem=path.stem, steps=steps)
 
     def export_to(self, folder: Path, animation_format: str = "gif", done=None,
-                  stem: str | None = None) -> None:
+                  stem: str | None = None, steps: list[int] | None = None) -> None:
         """Filmstrip PNG and animation of the scrubbed track, written in a worker."""
         key = self.timeline.current_track()
         if key is None:
@@ -178,7 +189,8 @@ class Steering(QtCore.QObject):
             if done is not None:
                 done(paths)
 
-        self.jobs.submit("export", lambda: export_steps(records, folder, stem, animation_format=animation_format),
+        self.jobs.submit("export", lambda: export_steps(records, folder, stem, steps=steps,
+                                                        animation_format=animation_format),
                          finished, lambda error: self.window.log.add(f"export failed: {error}", "error"))
 
     def _update_actions(self) -> None:

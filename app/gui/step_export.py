@@ -19,9 +19,28 @@ def frames_of(records: Sequence) -> list:
     return [Frame(r.index, float(r.t or 0.0), *r.tensors) for r in records if r.tensors is not None]
 
 
+def parse_steps(text: str) -> list[int] | None:
+    """"1, 5, 10-12" → [1, 5, 10, 11, 12] (1-based step numbers); empty → None
+    (evenly spread). Raises ValueError naming what it cannot read."""
+    steps: list[int] = []
+    for part in (p.strip() for p in text.replace(";", ",").split(",")):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise ValueError(f"{part!r} is not a step number or a range like 5-9") from None
+        if first < 1 or last < first:
+            raise ValueError(f"{part!r}: steps count from 1, ranges go upward")
+        steps.extend(range(first, last + 1))
+    return sorted(set(steps)) or None
+
+
 def export_steps(records: Sequence, folder: Path, stem: str, columns: int = 8,
-                 animation_format: str = "gif") -> list[Path]:
-    """Write ``<stem>-filmstrip.png`` and ``<stem>-denoising.<gif|webp>``; return both paths."""
+                 animation_format: str = "gif", steps: Sequence[int] | None = None) -> list[Path]:
+    """Write ``<stem>-filmstrip.png`` and ``<stem>-denoising.<gif|webp>``; return both
+    paths. ``steps`` (1-based) picks the filmstrip's columns; None spreads ``columns``."""
     import torch
 
     from core.previews import preview_rgb
@@ -38,8 +57,14 @@ def export_steps(records: Sequence, folder: Path, stem: str, columns: int = 8,
         with torch.no_grad():
             return decoder.decode(x.float()) if decoder is not None else preview_rgb(x, mapping)
 
+    picked = frames
+    if steps is not None:
+        picked = [f for f in frames if f.index + 1 in set(steps)]
+        if not picked:
+            kept = f"{frames[0].index + 1}–{frames[-1].index + 1}"
+            raise ValueError(f"none of the steps {list(steps)} is kept (kept: {kept})")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     strip = folder / f"{stem}-filmstrip.png"
-    filmstrip(frames, to_rgb, columns).save(strip)
+    filmstrip(picked, to_rgb, len(picked) if steps is not None else columns).save(strip)
     return [strip, animation(frames, to_rgb, folder / f"{stem}-denoising.{animation_format}")]

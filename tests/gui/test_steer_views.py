@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pytest
 from PIL import Image
 
+from app.gui.step_export import parse_steps
 from app.gui.step_history import StepHistory
 from tests.gui.conftest import SCREENSHOTS
 from tests.gui.steer_helpers import STEPS, run, settle, tiny
@@ -81,6 +82,20 @@ def test_export_writes_a_filmstrip_and_an_animation(qtbot, txt2img, tmp_path):
     with Image.open(movie) as picture:
         assert picture.n_frames >= STEPS  # every step (WebP merges the held last frames)
     Image.open(strip).save(SCREENSHOTS / "steer-filmstrip.png")
+    chosen = []
+    steering.export_to(tmp_path / "chosen", "gif", chosen.extend, steps=[1, 3, 12])
+    settle(qtbot, steering)
+    with Image.open(chosen[0]) as picture, Image.open(strip) as evenly:
+        assert picture.width * 8 == evenly.width * 3  # three chosen columns, not eight
+
+
+def test_the_steps_a_person_types_are_read_or_refused_with_a_reason():
+    assert parse_steps("1, 5, 10-12") == [1, 5, 10, 11, 12]
+    assert parse_steps("  ") is None
+    with pytest.raises(ValueError, match="'x' is not a step number"):
+        parse_steps("1, x")
+    with pytest.raises(ValueError, match="steps count from 1"):
+        parse_steps("0-3")
 
 
 @dataclass
