@@ -29,6 +29,11 @@ from core.validation import Problem
 APP_NAME = "Diffusion Workbench"
 
 
+#: Bumped whenever docks are added or removed: a window state saved with other
+#: docks would otherwise stack the new ones where the old layout left room.
+LAYOUT_VERSION = 2
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """One document, its canvas, and the run machinery."""
 
@@ -135,11 +140,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
-            self.restoreState(state)
+            self.restoreState(state, LAYOUT_VERSION)  # a layout from other docks is ignored
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.settings.sync()
 
     # -- file commands (bodies in file_actions) --------------------------------------

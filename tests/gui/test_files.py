@@ -158,3 +158,17 @@ def test_layout_persists(window, registry, settings, tmp_path):
     again.close()
 
 
+
+
+def test_a_layout_saved_with_other_docks_is_not_restored(window, registry, settings, tmp_path):
+    """An older version's window state (other docks) would stack the new docks
+    over the canvas; it is ignored and the default layout used."""
+    from app.gui.main_window import LAYOUT_VERSION, MainWindow
+
+    window.docks["log"].hide()
+    settings.setValue("window/state", window.saveState(LAYOUT_VERSION - 1))
+    window.docks["log"].show()
+    again = MainWindow(registry, settings=settings, autosave_path=tmp_path / "r.json")
+    assert not again.docks["log"].isHidden()
+    assert again.tabifiedDockWidgets(again.docks["images"])  # the default: docks in tabs
+    again.close()
