@@ -1,7 +1,9 @@
 """The schedule plot dock: β_t, ᾱ_t and SNR_t (log scale) of every schedule in
 the graph, overlaid (optionally with linear and cosine for reference, as in
 Nichol & Dhariwal 2021, Fig. 5), with the timesteps the scrubbed sampler
-actually visited marked and the selected step highlighted.
+actually visited marked and the selected step highlighted. A flow-matching
+schedule has no β; its SNR ((1 − t)/t)² and VP-equivalent ᾱ are drawn at
+1000 t, so its steps are marked on the same axis.
 
 The tables are computed in a background job (torch, float64, via
 ``core.diffusion.schedules``); the GUI thread only draws numpy arrays.
@@ -21,6 +23,8 @@ SCHEDULE_TYPE = "diffusion.schedule"
 REFERENCES = (("linear", 1000, False), ("cosine", 1000, False))
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948")
 TINY = 1e-12  # log-scale floor: zero-terminal-SNR schedules reach SNR = 0 exactly
+FLOW_SPEC = ("flow", 1000, False)
+FLOW_AXIS = 1000.0  # flow times t ∈ [0, 1] are drawn at 1000 t, beside T = 1000 tables
 
 
 @dataclass(frozen=True)
@@ -28,9 +32,10 @@ class Curves:
     """One schedule's tables as numpy arrays, ready to draw."""
 
     label: str
-    betas: np.ndarray
+    betas: np.ndarray  # NaN where a schedule has no β (flow matching)
     alphas_cumprod: np.ndarray
     snr: np.ndarray
+    x: np.ndarray | None = None  # positions on the timestep axis (default 0 … T−1)
 
 
 def schedule_specs(workflow: Workflow) -> list[tuple[str, int, bool]]:
@@ -41,7 +46,9 @@ def schedule_specs(workflow: Workflow) -> list[tuple[str, int, bool]]:
             continue
         spec = (str(node.params.get("name", "scaled_linear")), int(node.params.get("timesteps", 1000)),
                 bool(node.params.get("zero_snr", False)))
-        if spec[0] != "flow" and spec not in specs:
+        if spec[0] == "flow":
+            spec = FLOW_SPEC
+        if spec not in specs:
             specs.append(spec)
     return specs
 
@@ -52,11 +59,23 @@ def compute_curves(specs: list[tuple[str, int, bool]]) -> list[Curves]:
 
     curves = []
     for name, timesteps, zero_snr in specs:
+        if name == "flow":
+            curves.append(flow_curves())
+            continue
         table = make_schedule(name, timesteps, zero_snr)
         label = f"{name}{' (zero SNR)' if zero_snr else ''}, T = {timesteps}"
         curves.append(Curves(label, table.betas.numpy(), table.alphas_cumprod.numpy(),
                              np.clip(table.snr.numpy(), TINY, None)))
     return curves
+
+
+def flow_curves(points: int = 999) -> Curves:
+    """Flow matching's x_t = (1 − t) x_0 + t ε on the same axis, at 1000 t:
+    SNR = ((1 − t)/t)² and its VP equivalent ᾱ = SNR/(1 + SNR); no β."""
+    t = np.linspace(0, 1, points + 2)[1:-1]
+    snr = ((1 - t) / t) ** 2
+    return Curves("flow (rectified), t × 1000", np.full_like(t, np.nan), snr / (1 + snr),
+                  np.clip(snr, TINY, None), FLOW_AXIS * t)
 
 
 class SchedulePlot(QtWidgets.QWidget):
@@ -143,8 +162,9 @@ class SchedulePlot(QtWidgets.QWidget):
             pen = pg.mkPen(COLOURS[number % len(COLOURS)], width=2 if number < len(self.specs) else 1,
                            style=QtCore.Qt.PenStyle.SolidLine if number < len(self.specs)
                            else QtCore.Qt.PenStyle.DashLine)
-            t = np.arange(len(curve.betas))
-            self.plots["beta"].plot(t, curve.betas, pen=pen)
+            t = curve.x if curve.x is not None else np.arange(len(curve.betas))
+            if not np.isnan(curve.betas).all():
+                self.plots["beta"].plot(t, curve.betas, pen=pen)
             self.plots["alpha_bar"].plot(t, curve.alphas_cumprod, pen=pen, name=curve.label)
             self.plots["snr"].plot(t, curve.snr, pen=pen)
 
@@ -155,16 +175,16 @@ class SchedulePlot(QtWidgets.QWidget):
     def set_steps(self, records: list, selected=None) -> None:
         """Mark the timesteps the sampler visited; highlight ``selected``."""
         points = [r for r in records if _plottable(r)]
-        self.visited["alpha_bar"].setData([r.timestep for r in points], [r.alpha_bar for r in points])
-        self.visited["snr"].setData([r.timestep for r in points], [max(r.snr, TINY) for r in points])
+        self.visited["alpha_bar"].setData([_x(r) for r in points], [r.alpha_bar for r in points])
+        self.visited["snr"].setData([_x(r) for r in points], [max(r.snr, TINY) for r in points])
         show = bool(selected is not None and _plottable(selected))
         for key in self.current:
             value = (selected.alpha_bar if key == "alpha_bar" else max(selected.snr, TINY)) if show else None
-            self.current[key].setData([selected.timestep] if show else [], [value] if show else [])
+            self.current[key].setData([_x(selected)] if show else [], [value] if show else [])
         for line in self.cursor.values():
             line.setVisible(show)
             if show:
-                line.setValue(selected.timestep)
+                line.setValue(_x(selected))
 
     def visited_timesteps(self) -> list[float]:
         x, _ = self.visited["alpha_bar"].getData()
@@ -176,6 +196,11 @@ class SchedulePlot(QtWidgets.QWidget):
 
 
 def _plottable(record) -> bool:
-    """Diffusion steps with a timestep on the table's axis (flow times are not)."""
-    return bool(record.parameterization != "flow" and record.timestep is not None
-                and record.timestep >= 0 and record.snr is not None and np.isfinite(record.snr))
+    """Steps with a place on the timestep axis and a finite SNR."""
+    return bool(record.timestep is not None and record.timestep >= 0
+                and record.snr is not None and np.isfinite(record.snr))
+
+
+def _x(record) -> float:
+    """Where a step sits on the axis: its timestep, or 1000 t for a flow time t."""
+    return record.timestep * FLOW_AXIS if record.parameterization == "flow" else record.timestep

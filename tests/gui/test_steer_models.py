@@ -25,7 +25,8 @@ def test_step_view_for_pixel_and_flow_models(qtbot, window, name, parameterizati
     if parameterization == "flow":  # x = (1 − t) x0 + t ε
         assert first.snr == pytest.approx(((1 - first.t) / first.t) ** 2)
         assert steering.timeline.info.text().startswith("step 4/4   t = ")
-        assert steering.schedule_plot.visited_timesteps() == []  # flow times are not table timesteps
+        visited = steering.schedule_plot.visited_timesteps()  # flow times, drawn at 1000 t
+        assert visited == pytest.approx([1000 * r.t for r in records])
     else:  # pixel space: x_t is shown as it is, at the image's own size
         assert first.x_t_images[0].width() == first.tensors[0].shape[-1]
         assert math.isclose(first.alpha_bar, 1 / (1 + first.t**2))

@@ -8,7 +8,7 @@ from PIL import Image
 
 from app.gui.step_export import parse_steps
 from app.gui.step_history import StepHistory
-from tests.gui.conftest import SCREENSHOTS
+from tests.gui.conftest import REPO, SCREENSHOTS
 from tests.gui.steer_helpers import STEPS, run, settle, tiny
 
 
@@ -147,3 +147,15 @@ def test_schedule_plot_follows_edits_of_the_graph(qtbot, txt2img):
         window.node("schedule").set_property("param_name", name)
         qtbot.waitUntil(lambda: steering.schedule_plot.curve_labels() == [f"{name}, T = 1000"],
                         timeout=10_000)
+
+
+def test_a_flow_schedule_is_plotted_by_its_snr():
+    from app.gui.schedule_plot import FLOW_SPEC, compute_curves, schedule_specs
+    from core.workflow import load
+
+    workflow = load(REPO / "workflows" / "flow-matching.json")
+    assert schedule_specs(workflow) == [FLOW_SPEC]
+    (curve,) = compute_curves([FLOW_SPEC])
+    middle = len(curve.x) // 2  # t = 1/2: signal and noise equal
+    assert curve.x[middle] == pytest.approx(500) and curve.snr[middle] == pytest.approx(1)
+    assert curve.alphas_cumprod[middle] == pytest.approx(0.5)
