@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--per-prompt", type=int, default=1,
                           help="images per prompt (2 or more also measures diversity)")
     evaluate.add_argument("--steps", type=int, help="default: the model's example workflow's")
-    evaluate.add_argument("--guidance", type=float, default=4.0,
+    evaluate.add_argument("--guidance", type=float, default=3.0,
                           help="classifier-free guidance scale g")
     evaluate.add_argument("--scale", type=float, default=3.0,
                           help="classifier guidance scale s (for a classifier)")

@@ -29,7 +29,23 @@ def application() -> QtWidgets.QApplication:
         app = QtWidgets.QApplication(sys.argv[:1])
     app.setOrganizationName("DiffusionWorkbench")
     app.setApplicationName("Diffusion Workbench")
+    collect_garbage_on_gui_thread(app)
     return app
+
+
+def collect_garbage_on_gui_thread(app: QtWidgets.QApplication) -> None:
+    """Python's cycle collector runs in whichever thread allocates when its
+    threshold is crossed. In a run's worker thread it can destroy a widget
+    left in a cycle; the widget's destructor then waits for the GIL from a
+    thread Qt does not expect, and the GUI and the worker deadlock (seen:
+    ``QObject::~QObject`` → ``Sbk_GetPyOverride`` inside ``gc_collect_main``
+    in the worker while the GUI thread painted). Automatic collection is
+    switched off and done by a timer on the GUI thread instead (pyqtgraph's
+    ``GarbageCollector``, made for exactly this)."""
+    if getattr(app, "_gui_thread_gc", None) is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        app._gui_thread_gc = GarbageCollector(interval=1.0)
 
 
 def make_window(registry=None, **kwargs):

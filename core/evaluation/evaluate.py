@@ -157,9 +157,6 @@ def evaluate_model(name: str, prompts: int, per_prompt: int, steps: int | None,
     return report
 
 
-evaluate_ldm = evaluate_model  # the name of session one's API
-
-
 def evaluate_controlnet(name: str, base: str, prompts: int, steps: int | None, guidance: float,
                         strength: float = 1.0, sampler: str | None = None, batch: int = 32,
                         seed: int = 0, grid: Path | None = None, device="cpu") -> Report:

@@ -85,3 +85,13 @@ def answer_dialogs(monkeypatch, button):
 
     monkeypatch.setattr(QtWidgets.QMessageBox, "question", question)
     return asked
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_garbage_collection(qapp):
+    """As the app does: cycles (widgets among them) are collected on the GUI
+    thread only, never by a run's worker thread (which deadlocked a test)."""
+    from app.gui.app import collect_garbage_on_gui_thread
+
+    collect_garbage_on_gui_thread(qapp)
+    yield

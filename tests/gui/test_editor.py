@@ -14,7 +14,7 @@ def test_opens_the_default_workflow_with_generated_nodes(txt2img, registry):
         ["checkpoint", "decode", "latent", "negative", "positive", "sampler", "save", "schedule"])
     sampler = txt2img.node("sampler")
     assert sampler.SPEC is registry.get("diffusion.sampler")
-    assert sampler.get_property("param_seed") == 0 and sampler.get_property("param_guidance") == 4.0
+    assert sampler.get_property("param_seed") == 0 and sampler.get_property("param_guidance") == 3.0
     assert txt2img.windowTitle().startswith("txt2img.json")
     assert not txt2img.isWindowModified()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -105,8 +105,8 @@ def test_param_edit_in_the_properties_panel_is_undoable(qtbot, txt2img):
     assert sampler.view.widgets["param_guidance"].get_value() == 7.5  # the node's own widget
     assert window.isWindowModified()
     window.undo()
-    assert sampler.get_property("param_guidance") == 4.0
-    assert editor.value() == 4.0
+    assert sampler.get_property("param_guidance") == 3.0
+    assert editor.value() == 3.0
     assert not window.isWindowModified()
     window.redo()
     assert sampler.get_property("param_guidance") == 7.5

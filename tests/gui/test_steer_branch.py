@@ -19,7 +19,7 @@ def test_branch_from_step_10_shares_the_first_10_steps_bit_for_bit(qtbot, txt2im
     steering.timeline.scrub_to(K)
     panel = steering.branch_panel
     assert panel.point is not None and (panel.point.sampler_id, panel.point.step) == ("sampler", K)
-    assert panel.guidance.value() == 4.0
+    assert panel.guidance.value() == 3.0
     panel.guidance.setValue(8.0)
     assert panel.changes() == {"sampler": {"guidance": 8.0}}
     outcome = run(qtbot, window, lambda: panel.request_run() or window.runner.running)
