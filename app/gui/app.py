@@ -48,9 +48,24 @@ def collect_garbage_on_gui_thread(app: QtWidgets.QApplication) -> None:
         app._gui_thread_gc = GarbageCollector(interval=1.0)
 
 
+def warm_imports() -> None:
+    """Import the model libraries before the window shows: imported by the
+    first run's worker instead, they held the GIL for stretches of 0.2 s and
+    froze the window (bench/gui_latency.py). Loading them costs the same
+    seconds once, at start, when nothing is on screen to freeze."""
+    import diffusers
+    import transformers
+
+    for name in ("UNet2DConditionModel", "AutoencoderKL", "ControlNetModel", "SD3Transformer2DModel"):
+        getattr(diffusers, name)  # diffusers imports its classes lazily, on first access
+    transformers.CLIPTextModel  # noqa: B018 - the same for transformers
+
+
 def make_window(registry=None, **kwargs):
     from app.gui.main_window import MainWindow
     from nodes import default_registry
+
+    warm_imports()
 
     if registry is None:
         registry, problems = default_registry()
