@@ -53,7 +53,16 @@ class LatencyProbe(QtCore.QObject):
         return list(self.lateness_ms)
 
 
+def isolate_settings() -> None:
+    """The window's QSettings (layout, recent files) go to a temporary folder,
+    never into the person's own configuration."""
+    folder = tempfile.mkdtemp(prefix="dw-bench-settings-")
+    for fmt in (QtCore.QSettings.Format.NativeFormat, QtCore.QSettings.Format.IniFormat):
+        QtCore.QSettings.setPath(fmt, QtCore.QSettings.Scope.UserScope, folder)
+
+
 def measure(runs: int, steps: int | None) -> dict:
+    isolate_settings()
     app = application()
     window = make_window(autosave_path=Path(tempfile.mkdtemp()) / "recovery.json")
     window.show()

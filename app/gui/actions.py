@@ -6,29 +6,42 @@ from PySide6 import QtGui
 
 Key = QtGui.QKeySequence
 
-# (menu, text, window method, shortcuts)
+# (menu, text, window method, shortcuts): standard keys or key strings, made
+# into QKeySequences by ``key_sequences`` once a QApplication exists (building
+# them at import time, before one, crashed the interpreter).
 MENU_TABLE = [
     ("&File", "&New", "file_new", [Key.StandardKey.New]),
     ("&File", "&Open…", "file_open_dialog", [Key.StandardKey.Open]),
     ("&File", "Open &Recent", None, []),
     ("&File", "&Save", "file_save", [Key.StandardKey.Save]),
-    ("&File", "Save &As…", "file_save_as_dialog", [Key("Ctrl+Shift+S")]),
-    ("&File", "&Export image…", "export_image_dialog", [Key("Ctrl+E")]),
+    ("&File", "Save &As…", "file_save_as_dialog", ["Ctrl+Shift+S"]),
+    ("&File", "&Export image…", "export_image_dialog", ["Ctrl+E"]),
     ("&File", "&Quit", "close", [Key.StandardKey.Quit]),
-    ("&Edit", "&Undo", "undo", [Key("Ctrl+Z")]),
-    ("&Edit", "&Redo", "redo", [Key("Ctrl+Shift+Z"), Key("Ctrl+Y")]),
+    ("&Edit", "&Undo", "undo", ["Ctrl+Z"]),
+    ("&Edit", "&Redo", "redo", ["Ctrl+Shift+Z", "Ctrl+Y"]),
     ("&Edit", "Cu&t", "cut", [Key.StandardKey.Cut]),
     ("&Edit", "&Copy", "copy", [Key.StandardKey.Copy]),
     ("&Edit", "&Paste", "paste", [Key.StandardKey.Paste]),
-    ("&Edit", "&Duplicate", "duplicate", [Key("Ctrl+D")]),
-    ("&Edit", "De&lete", "delete_selected", [Key(Key.StandardKey.Delete), Key("Backspace")]),
+    ("&Edit", "&Duplicate", "duplicate", ["Ctrl+D"]),
+    ("&Edit", "De&lete", "delete_selected", [Key.StandardKey.Delete, "Backspace"]),
     ("&Edit", "Select &All", "select_all", [Key.StandardKey.SelectAll]),
-    ("&Edit", "&Group into backdrop", "group_selection", [Key("Ctrl+G")]),
-    ("&View", "&Fit to view", "fit_view", [Key("F")]),
-    ("&View", "Zoom &in", "zoom_in", [Key.StandardKey.ZoomIn, Key("Ctrl+=")]),
+    ("&Edit", "&Group into backdrop", "group_selection", ["Ctrl+G"]),
+    ("&View", "&Fit to view", "fit_view", ["F"]),
+    ("&View", "Zoom &in", "zoom_in", [Key.StandardKey.ZoomIn, "Ctrl+="]),
     ("&View", "Zoom &out", "zoom_out", [Key.StandardKey.ZoomOut]),
-    ("&View", "&Reset zoom", "reset_zoom", [Key("Ctrl+0")]),
+    ("&View", "&Reset zoom", "reset_zoom", ["Ctrl+0"]),
     ("&View", "&Node search", "node_search", []),  # Tab, on the canvas only
-    ("&Run", "&Run", "run_workflow", [Key("Ctrl+Return"), Key("Ctrl+Enter")]),
-    ("&Run", "&Cancel", "cancel_run", [Key("Esc")]),
+    ("&Run", "&Run", "run_workflow", ["Ctrl+Return", "Ctrl+Enter"]),
+    ("&Run", "&Cancel", "cancel_run", ["Esc"]),
 ]
+
+
+def key_sequences(keys) -> list[QtGui.QKeySequence]:
+    """A row's shortcuts as QKeySequences (a standard key may stand for several)."""
+    sequences: list[QtGui.QKeySequence] = []
+    for key in keys:
+        if isinstance(key, str):
+            sequences.append(QtGui.QKeySequence(key))
+        else:
+            sequences.extend(QtGui.QKeySequence.keyBindings(key))
+    return sequences

@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import graph_adapter as adapter
 from app.gui import file_actions
-from app.gui.actions import MENU_TABLE
+from app.gui.actions import MENU_TABLE, key_sequences
 from app.gui.autosave import Autosaver
 from app.gui.document import Document
 from app.gui.graph import WorkbenchGraph
@@ -97,7 +97,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.recent_menu = menu.addMenu(text)
                 continue
             action = menu.addAction(text)
-            action.setShortcuts(keys)
+            action.setShortcuts(key_sequences(keys))
             action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
             action.triggered.connect(getattr(self, method))
             self.actions_by_name[method] = action

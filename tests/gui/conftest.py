@@ -87,11 +87,14 @@ def answer_dialogs(monkeypatch, button):
     return asked
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def gui_thread_garbage_collection(qapp):
     """As the app does: cycles (widgets among them) are collected on the GUI
-    thread only, never by a run's worker thread (which deadlocked a test)."""
+    thread only, never by a run's worker thread (which deadlocked a test).
+    Python collects again after each GUI test, so the headless tests that
+    follow, with no event loop to drive the timer, still free their cycles."""
     from app.gui.app import collect_garbage_on_gui_thread
 
-    collect_garbage_on_gui_thread(qapp)
-    yield
+    collector = collect_garbage_on_gui_thread(qapp)
+    yield collector
+    collector.stop()
