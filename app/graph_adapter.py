@@ -18,6 +18,7 @@ params and links, so saving never loses it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 import zlib
 from typing import Any, Iterable
 
@@ -179,7 +180,7 @@ def link_problem(src: BaseNode, src_output: str, dst: BaseNode, dst_input: str) 
 
 
 # -- workflow -> graph --------------------------------------------------------
-def load_into(graph: NodeGraph, workflow: Workflow, registry: NodeRegistry) -> list[str]:
+def load_into(graph: NodeGraph, workflow: Workflow, registry: NodeRegistry) -> list[RefusedLink]:
     """Replace the graph's contents with ``workflow``; return what was refused.
 
     Nothing is pushed on the undo stack: a freshly opened file has no history.
@@ -241,20 +242,31 @@ def _placeholder_ports(item: BaseNode, node_id: str, links: Iterable[Link]) -> N
         item.add_output(name, color=PORT_COLOURS[PortType.ANY])
 
 
+@dataclass(frozen=True)
+class RefusedLink:
+    """A link of a file that the canvas cannot draw, and why."""
+
+    link: Link
+    reason: str
+
+    def __str__(self) -> str:
+        return f"link {self.link}: {self.reason}"
+
+
 def add_links(graph: NodeGraph, made: dict[str, BaseNode], links: Iterable[Link],
-              push_undo: bool = False) -> list[str]:
-    """Connect ``links`` between ``made`` nodes; return a message per refused link."""
+              push_undo: bool = False) -> list[RefusedLink]:
+    """Connect ``links`` between ``made`` nodes; return the links refused."""
     refused = []
     for link in links:
         src, dst = made.get(link.src_node), made.get(link.dst_node)
         out_port = src.outputs().get(link.src_output) if src else None
         in_port = dst.inputs().get(link.dst_input) if dst else None
         if out_port is None or in_port is None:
-            refused.append(f"link {link}: no such port")
+            refused.append(RefusedLink(link, "no such port"))
             continue
         problem = link_problem(src, link.src_output, dst, link.dst_input)
         if problem:
-            refused.append(f"link {link}: {problem}")
+            refused.append(RefusedLink(link, problem))
             continue
         out_port.connect_to(in_port, push_undo=push_undo, emit_signal=False)
     return refused

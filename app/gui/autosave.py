@@ -43,7 +43,7 @@ class Autosaver(QtCore.QObject):
             return False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.path, dumps(self.document.workflow()))
+            write_text_atomic(self.path, dumps(self.document.workflow_to_save()))
         except (OSError, ValueError) as error:
             log.warning("autosave failed: %s", error)
             return False

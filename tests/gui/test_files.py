@@ -121,6 +121,40 @@ def test_unknown_node_types_are_kept_as_placeholders(window, tmp_path):
     assert "no such port" not in window.log.toPlainText()
 
 
+def _broken_file(tmp_path):
+    """txt2img plus a link into a port the decoder does not have."""
+    workflow = load(REPO / "workflows" / "txt2img.json")
+    workflow.links.append(Link("checkpoint", "vae", "decode", "no_such_input"))
+    path = tmp_path / "broken.json"
+    path.write_text(dumps(workflow))
+    return path, Link("checkpoint", "vae", "decode", "no_such_input")
+
+
+def test_a_link_the_canvas_cannot_draw_is_kept_on_save(window, tmp_path):
+    path, broken = _broken_file(tmp_path)
+    window.open_path(path)
+    assert "no such port; kept in the file" in window.log.toPlainText()
+    assert broken not in window.document.workflow().links  # runs use the canvas
+    window.node("sampler").set_property("param_seed", 7)
+    window.document.save()
+    saved = load(path)
+    assert broken in saved.links and saved.nodes["sampler"].params["seed"] == 7
+
+
+def test_a_kept_link_is_not_saved_while_its_node_is_deleted(window, tmp_path):
+    path, broken = _broken_file(tmp_path)
+    window.open_path(path)
+    window.graph.clear_selection()
+    window.node("decode").set_selected(True)
+    window.delete_selected()
+    out = tmp_path / "without.json"
+    window.document.save(out)
+    assert broken not in load(out).links
+    window.undo()
+    window.document.save(out)
+    assert broken in load(out).links  # the undone delete brings it back
+
+
 def test_recent_files_persist_in_settings(window, settings, tmp_path):
     path = tmp_path / "r.json"
     save(load(REPO / "workflows" / "txt2img.json"), path)
