@@ -47,7 +47,8 @@ class GuiThreadCollector(QtCore.QObject):
     was made since the last tick) and the older ones by Python's own
     thresholds. (A collector that waits for the youngest count to pass its
     threshold, as pyqtgraph's does, can wait forever: freeing objects also
-    lowers that count, and a cycle then stays uncollected; CI saw that.)
+    lowers that count, and a cycle then stays uncollected: the likely cause
+    of a CI failure, reproduced in tests/gui/test_gui_garbage.py.)
     """
 
     def __init__(self, parent: QtCore.QObject, interval_ms: int = 1000) -> None:
