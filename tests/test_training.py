@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.training.data import ShapesPool, dropped_caption
-from core.training.trainer import TrainConfig, train
+from core.training.trainer import TrainConfig, learning_rate, train
 
 
 class LineTask:
@@ -43,6 +43,27 @@ def test_training_fits_and_exports_ema_weights(tmp_path):
     assert task.exported["bias"].item() == pytest.approx(-1, abs=0.05)
     assert task.recipe["steps"] == 300
     assert (tmp_path / "line.loss.png").exists() and (tmp_path / "line.train.pt").exists()
+
+
+def test_learning_rate_warms_up_then_stays_or_anneals_to_zero():
+    constant = TrainConfig(steps=110, lr=1.0, warmup=10)
+    cosine = TrainConfig(steps=110, lr=1.0, warmup=10, lr_decay="cosine")
+    for config in (constant, cosine):
+        assert learning_rate(config, 0) == pytest.approx(0.1)
+        assert learning_rate(config, 9) == pytest.approx(1.0)
+    assert learning_rate(constant, 109) == 1.0
+    assert learning_rate(cosine, 10) == pytest.approx(1.0)
+    assert learning_rate(cosine, 60) == pytest.approx(0.5)  # halfway down
+    assert learning_rate(cosine, 110) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="unknown lr decay 'step'"):
+        learning_rate(TrainConfig(steps=5, warmup=1, lr_decay="step"), 3)
+
+
+def test_the_recipe_records_the_lr_decay(tmp_path):
+    task = LineTask()
+    train(task, TrainConfig(steps=20, lr=0.01, warmup=2, lr_decay="cosine", log_every=100),
+          tmp_path / "line.bin")
+    assert task.recipe["lr_decay"] == "cosine"
 
 
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
@@ -81,3 +102,11 @@ def test_the_pool_and_caption_dropout():
                          r"( at the (center|top left|top right|bottom left|bottom right))?"
                          r"( on a (black|white|gray) background)?$")
     assert all(c == "" or grammar.match(c) for c in captions)
+
+
+def test_an_unknown_lr_decay_is_refused_before_the_pool_renders(tmp_path):
+    from core.training.recipes import run_training
+
+    with pytest.raises(ValueError, match="unknown lr decay 'step'"):
+        run_training("shapes-flow", 1, 2, tmp_path / "x.safetensors", None, "cpu",
+                     pool=10_000_000, lr_decay="step")

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pool", type=int, help="how many shapes-world images to render")
     train.add_argument("--workers", type=int, default=1, help="processes rendering the pool")
     train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--lr-decay", choices=("constant", "cosine"), default="constant",
+                       help="after warmup: constant, or a cosine to zero at --steps (fine-tunes)")
     train.add_argument("--max-minutes", type=float,
                        help="a time budget: stop early and write the model trained so far")
     train.add_argument("--decoder-only", action="store_true",
@@ -218,7 +220,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         budget = args.max_minutes * 60 if args.max_minutes else None
         path = run_training(args.model, args.steps, args.batch, args.out, args.resume, device,
                             args.seed, pool=args.pool, workers=args.workers, lr=args.lr,
-                            max_seconds=budget, init=args.init, **options)
+                            max_seconds=budget, init=args.init, lr_decay=args.lr_decay, **options)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.training.trainer import TrainConfig, train
+from core.training.trainer import LR_DECAYS, TrainConfig, train
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 
@@ -80,7 +80,7 @@ RECIPES: dict[str, Recipe] = {
 def run_training(name: str, steps: int | None, batch: int | None, out: Path | None,
                  resume: Path | None, device, seed: int = 0, pool: int | None = None,
                  workers: int = 1, max_seconds: float | None = None, lr: float | None = None,
-                 init: Path | None = None, **options) -> Path:
+                 init: Path | None = None, lr_decay: str = "constant", **options) -> Path:
     from core.training.data import ShapesPool
 
     if name not in RECIPES:
@@ -88,6 +88,8 @@ def run_training(name: str, steps: int | None, batch: int | None, out: Path | No
     recipe = RECIPES[name]
     if options.get("decoder_only") and init is None:  # before the pool's half-minute render
         raise ValueError("--decoder-only fine-tunes a VAE: give the file with --init")
+    if lr_decay not in LR_DECAYS:
+        raise ValueError(f"unknown lr decay {lr_decay!r}; choose from {', '.join(LR_DECAYS)}")
     if init is not None:
         _recipe_of(init)  # a missing or broken file is named now, not after rendering
     images = ShapesPool.render(pool or recipe.pool, seed=1000 + seed, pixels=recipe.pixels,
@@ -98,7 +100,8 @@ def run_training(name: str, steps: int | None, batch: int | None, out: Path | No
     if getattr(task, "decoder_only", False):
         task.freeze_encoder(_scaling_factor(init))
     config = TrainConfig(steps=steps or recipe.steps, lr=lr or recipe.lr, seed=seed,
-                         max_seconds=max_seconds, history=_recipe_of(init) if init else None)
+                         max_seconds=max_seconds, history=_recipe_of(init) if init else None,
+                         lr_decay=lr_decay)
     return train(task, config, out or MODELS_DIR / f"{name}.safetensors", resume)
 
 

@@ -43,6 +43,23 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_seconds: float | None = None  # a time budget: stop early, export what there is
     history: dict | None = None  # the recipe of the model fine-tuned from, if any
+    lr_decay: str = "constant"  # or "cosine": to zero at ``steps`` (an annealing fine-tune)
+
+
+LR_DECAYS = ("constant", "cosine")
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warmup, then constant or a cosine to zero at ``config.steps``
+    (Loshchilov & Hutter 2017, SGDR eq. 5 with one cycle and η_min = 0)."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    if config.lr_decay == "constant":
+        return config.lr
+    if config.lr_decay != "cosine":
+        raise ValueError(f"unknown lr decay {config.lr_decay!r}; choose from {', '.join(LR_DECAYS)}")
+    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class EMA:
@@ -79,7 +96,7 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
     first_step = step
     while step < config.steps and not _out_of_time(started, config.max_seconds):
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup)
+            group["lr"] = learning_rate(config, step)
         loss = task.loss(generator)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"the loss became {loss.item()} at step {step}")
@@ -102,7 +119,8 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
         print(f"{task.name}: time budget spent at step {step}", file=sys.stderr)
         _save_state(state_path, step, losses, modules, ema, optimizer, generator)
         plot_losses(losses, out.with_suffix(".loss.png"), task.name)
-    recipe = {"steps": step, "lr": config.lr, "warmup": config.warmup, "seed": config.seed,
+    recipe = {"steps": step, "lr": config.lr, "lr_decay": config.lr_decay,
+              "warmup": config.warmup, "seed": config.seed,
               "ema_decay": config.ema_decay, "final_loss": smoothed}
     if config.history is not None:
         recipe["fine_tuned_from"] = config.history
