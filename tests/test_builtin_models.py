@@ -104,6 +104,8 @@ def test_eval_and_train_commands(tiny_ldm, tmp_path, capsys):
                  "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "| color |" in out and "| position |" in out and grid.exists()
+    # which VAE decoded the pictures: the one beside the model file, named
+    assert f"decoded by {tiny_ldm.parent / 'shapes-vae.safetensors'}" in out
     assert main(["eval", str(tmp_path / "none.safetensors"), "--device", "cpu"]) == 2
     assert "no such model file" in capsys.readouterr().err
     assert main(["train", "shapes-unicorn"]) == 2

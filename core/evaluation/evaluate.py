@@ -35,6 +35,7 @@ class Report:
     diversity: float | None = None
     seconds_per_image: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+    decoder: str = ""  # the VAE file the pictures were decoded with: it shapes what is read
 
     def table(self) -> str:
         rows = [f"| {name} | {value * 100:.1f}% |" for name, value in self.accuracy.items()]
@@ -42,6 +43,8 @@ class Report:
         extra += [f"| {name} | {value:.3f} |" for name, value in self.extra.items()]
         head = (f"{self.model}: {self.samples} samples, {self.sampler}, {self.steps} steps, "
                 f"guidance {self.guidance}, {self.seconds_per_image:.3f} s/image\n")
+        if self.decoder:
+            head += f"decoded by {self.decoder}\n"
         return head + "| attribute | accuracy |\n|---|---|\n" + "\n".join(rows + extra)
 
 
@@ -151,6 +154,7 @@ def evaluate_model(name: str, prompts: int, per_prompt: int, steps: int | None,
                       batch, size=size)
     report = Report(name, len(scenes), setup.steps, guidance, setup.sampler,
                     seconds_per_image=(time.perf_counter() - started) / len(scenes))
+    report.decoder = decoder_of(loaded)
     score(report, images, scenes, per_prompt)
     if grid is not None:
         save_grid(images[:64], grid)
@@ -178,6 +182,7 @@ def evaluate_controlnet(name: str, base: str, prompts: int, steps: int | None, g
                       hints=hints, controlnet=controlnet, strength=strength)
     report = Report(f"{name} on {base}", len(scenes), setup.steps, guidance, setup.sampler,
                     seconds_per_image=(time.perf_counter() - started) / len(scenes))
+    report.decoder = decoder_of(loaded)
     score(report, images, scenes, 1)
     ious = [_iou(analyse(image).mask, mask) for image, mask in zip(images, truth)]
     report.extra["mean IoU"] = sum(ious) / len(ious)
@@ -185,6 +190,12 @@ def evaluate_controlnet(name: str, base: str, prompts: int, steps: int | None, g
     if grid is not None:
         save_grid(torch.cat([hints[:32], images[:32]]), grid)
     return report
+
+
+def decoder_of(loaded) -> str:
+    """The VAE file a latent model decodes with ("" for pixel models)."""
+    source = getattr(loaded.vae, "source", None)
+    return str(source) if source is not None else ""
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -220,6 +231,7 @@ def evaluate_classifier_guidance(model: str, classifier: str, prompts: int, per_
                       size=32 if _kind(loaded) == "pixel" else 64)
     report = Report(f"{model} + {classifier} (scale {scale})", len(scenes), setup.steps, 1.0,
                     setup.sampler, seconds_per_image=(time.perf_counter() - started) / len(scenes))
+    report.decoder = decoder_of(loaded)
     score(report, images, scenes, per_prompt, attributes=("shape", "color"))
     if grid is not None:
         save_grid(images[:64], grid)

@@ -40,6 +40,7 @@ class VAEHandle:
     scaling_factor: float
     latent_channels: int
     downscale: int
+    source: Path | None = None  # the file it came from (a model's VAE is the one beside it)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -106,8 +107,8 @@ def _ldm(path: Path, tensors, meta, device) -> LoadedCheckpoint:
     unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
                   component(tensors, "unet"), path, "U-Net", device)
     clip = _text_encoder(path, tensors, meta, device)
-    vae, scaling, preview = load_vae(path.parent / f"{meta['vae']}.safetensors", device,
-                                     with_preview=True)  # beside it
+    vae_path = path.parent / f"{meta['vae']}.safetensors"  # beside it
+    vae, scaling, preview = load_vae(vae_path, device, with_preview=True)
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     denoiser = DiscreteTimeDenoiser(ConditionedUNet(unet, clip), schedule, meta["prediction"])
     downscale = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -116,7 +117,8 @@ def _ldm(path: Path, tensors, meta, device) -> LoadedCheckpoint:
         latent_channels=unet.config.in_channels, downscale=downscale, schedule=schedule,
         description=f"{meta['name']}: latent diffusion, ε-prediction", latent_rgb=preview,
     )
-    return _with_decoder(model, clip, VAEHandle(vae, scaling, vae.config.latent_channels, downscale))
+    handle = VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path)
+    return _with_decoder(model, clip, handle)
 
 
 def _pixel(path: Path, tensors, meta, device) -> LoadedCheckpoint:
@@ -147,8 +149,8 @@ def _flow(path: Path, tensors, meta, device) -> LoadedCheckpoint:
     transformer = _build(SD3Transformer2DModel(**meta["components"]["transformer"]["config"]),
                          component(tensors, "transformer"), path, "transformer", device)
     clip = _text_encoder(path, tensors, meta, device)
-    vae, scaling, preview = load_vae(path.parent / f"{meta['vae']}.safetensors", device,
-                                     with_preview=True)
+    vae_path = path.parent / f"{meta['vae']}.safetensors"  # beside it
+    vae, scaling, preview = load_vae(vae_path, device, with_preview=True)
     denoiser = FlowDenoiser(ConditionedTransformer(transformer, clip), meta["timestep_scale"])
     downscale = 2 ** (len(vae.config.block_out_channels) - 1)
     model = DiffusionModel(
@@ -156,7 +158,8 @@ def _flow(path: Path, tensors, meta, device) -> LoadedCheckpoint:
         latent_channels=transformer.config.in_channels, downscale=downscale,
         description=f"{meta['name']}: flow matching, diffusion transformer", latent_rgb=preview,
     )
-    return _with_decoder(model, clip, VAEHandle(vae, scaling, vae.config.latent_channels, downscale))
+    handle = VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path)
+    return _with_decoder(model, clip, handle)
 
 
 def _with_decoder(model: DiffusionModel, clip: TextEncoder, vae) -> LoadedCheckpoint:
