@@ -18,8 +18,8 @@ params and links, so saving never loses it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 import zlib
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from NodeGraphQt import BackdropNode, BaseNode, NodeGraph

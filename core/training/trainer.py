@@ -57,7 +57,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     if config.lr_decay == "constant":
         return config.lr
     if config.lr_decay != "cosine":
-        raise ValueError(f"unknown lr decay {config.lr_decay!r}; choose from {', '.join(LR_DECAYS)}")
+        raise ValueError(f"unknown lr decay {config.lr_decay!r}; "
+                         f"choose from {', '.join(LR_DECAYS)}")
     progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
 

@@ -24,7 +24,8 @@ def test_cycles_are_collected_by_the_gui_threads_timer(qtbot, gui_thread_garbage
     assert seen == [True]
 
 
-def test_a_cycle_is_collected_even_when_frees_outnumber_allocations(qtbot, gui_thread_garbage_collection):
+def test_a_cycle_is_collected_even_when_frees_outnumber_allocations(
+        qtbot, gui_thread_garbage_collection):
     """Freeing objects lowers Python's young-generation count; a collector
     that waited for that count to pass its threshold never collected (CI)."""
     gc.collect()
