@@ -32,6 +32,8 @@ APP_NAME = "Diffusion Workbench"
 #: Bumped whenever docks are added or removed: a window state saved with other
 #: docks would otherwise stack the new ones where the old layout left room.
 LAYOUT_VERSION = 2
+#: The least share of the window's width the canvas keeps when the window opens.
+MIN_CANVAS_SHARE = 0.4
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -61,13 +63,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resize(1400, 860)
         self._restore_layout()
         self._update_title()
+        self._canvas_checked = False
 
     # -- construction ----------------------------------------------------------
     def add_dock(self, name: str, title: str, widget: QtWidgets.QWidget,
-                 area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
-        """Add a dock that the View menu can show and QSettings remembers."""
+                 area: QtCore.Qt.DockWidgetArea, scrollable: bool = False) -> QtWidgets.QDockWidget:
+        """Add a dock that the View menu can show and QSettings remembers.
+        ``scrollable`` puts a wide widget in a scroll area, so that its dock
+        area can be narrower than the widget (and leave room for the canvas)."""
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(f"dock_{name}")
+        if scrollable:
+            scroll = QtWidgets.QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+            scroll.setWidget(widget)
+            widget = scroll
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         self.docks[name] = dock
@@ -141,6 +152,22 @@ class MainWindow(QtWidgets.QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state, LAYOUT_VERSION)  # a layout from other docks is ignored
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._canvas_checked:
+            self._canvas_checked = True
+            QtCore.QTimer.singleShot(0, self.keep_canvas_visible)
+
+    def keep_canvas_visible(self) -> None:
+        """On a narrow screen (or after a layout saved on a wider one) the
+        docks' widths left the canvas a sliver: shrink the side docks until
+        the canvas has at least MIN_CANVAS_SHARE of the window."""
+        width = self.width()
+        if self.centralWidget().width() >= MIN_CANVAS_SHARE * width:
+            return
+        self.resizeDocks([self.docks["palette"], self.docks["images"]],
+                         [int(0.16 * width), int(0.30 * width)], QtCore.Qt.Orientation.Horizontal)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

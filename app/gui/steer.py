@@ -218,9 +218,12 @@ def install(window) -> Steering:
     area = QtCore.Qt.DockWidgetArea
     window.add_dock("steps", "Steps", steering.step_view, area.RightDockWidgetArea)
     window.add_dock("timeline", "Timeline", steering.timeline, area.BottomDockWidgetArea)
-    window.add_dock("schedule", "Schedule plot", steering.schedule_plot, area.RightDockWidgetArea)
-    window.add_dock("forward", "Forward process", steering.forward, area.RightDockWidgetArea)
-    window.add_dock("branch", "Branch", steering.branch_panel, area.RightDockWidgetArea)
+    window.add_dock("schedule", "Schedule plot", steering.schedule_plot, area.RightDockWidgetArea,
+                    scrollable=True)
+    window.add_dock("forward", "Forward process", steering.forward, area.RightDockWidgetArea,
+                    scrollable=True)
+    window.add_dock("branch", "Branch", steering.branch_panel, area.RightDockWidgetArea,
+                    scrollable=True)
     for name in ("steps", "schedule", "forward", "branch"):
         window.tabifyDockWidget(window.docks["images"], window.docks[name])
     window.docks["images"].raise_()
