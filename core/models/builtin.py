@@ -18,6 +18,7 @@ from core.diffusion.schedules import make_schedule
 from core.models.conditioned import ConditionedTransformer, ConditionedUNet
 from core.models.text import TextEncoder, WordTokenizer, make_text_encoder
 from core.models.vae import load_vae
+from core.previews import LatentRGB
 from core.values import DiffusionModel
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
@@ -107,18 +108,15 @@ def _ldm(path: Path, tensors, meta, device) -> LoadedCheckpoint:
     unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
                   component(tensors, "unet"), path, "U-Net", device)
     clip = _text_encoder(path, tensors, meta, device)
-    vae_path = path.parent / f"{meta['vae']}.safetensors"  # beside it
-    vae, scaling, preview = load_vae(vae_path, device, with_preview=True)
+    vae, preview = _vae_beside(path, meta, device)
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     denoiser = DiscreteTimeDenoiser(ConditionedUNet(unet, clip), schedule, meta["prediction"])
-    downscale = 2 ** (len(vae.config.block_out_channels) - 1)
     model = DiffusionModel(
         name=meta["name"], denoiser=denoiser, parameterization="ve",
-        latent_channels=unet.config.in_channels, downscale=downscale, schedule=schedule,
+        latent_channels=unet.config.in_channels, downscale=vae.downscale, schedule=schedule,
         description=f"{meta['name']}: latent diffusion, ε-prediction", latent_rgb=preview,
     )
-    handle = VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path)
-    return _with_decoder(model, clip, handle)
+    return _with_decoder(model, clip, vae)
 
 
 def _pixel(path: Path, tensors, meta, device) -> LoadedCheckpoint:
@@ -149,17 +147,23 @@ def _flow(path: Path, tensors, meta, device) -> LoadedCheckpoint:
     transformer = _build(SD3Transformer2DModel(**meta["components"]["transformer"]["config"]),
                          component(tensors, "transformer"), path, "transformer", device)
     clip = _text_encoder(path, tensors, meta, device)
-    vae_path = path.parent / f"{meta['vae']}.safetensors"  # beside it
-    vae, scaling, preview = load_vae(vae_path, device, with_preview=True)
+    vae, preview = _vae_beside(path, meta, device)
     denoiser = FlowDenoiser(ConditionedTransformer(transformer, clip), meta["timestep_scale"])
-    downscale = 2 ** (len(vae.config.block_out_channels) - 1)
     model = DiffusionModel(
         name=meta["name"], denoiser=denoiser, parameterization="flow",
-        latent_channels=transformer.config.in_channels, downscale=downscale,
+        latent_channels=transformer.config.in_channels, downscale=vae.downscale,
         description=f"{meta['name']}: flow matching, diffusion transformer", latent_rgb=preview,
     )
-    handle = VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path)
-    return _with_decoder(model, clip, handle)
+    return _with_decoder(model, clip, vae)
+
+
+def _vae_beside(path: Path, meta, device) -> tuple[VAEHandle, LatentRGB | None]:
+    """A latent model's VAE: the file its metadata names, in the model's own
+    folder (so a trained set of files travels together), and its preview map."""
+    vae_path = path.parent / f"{meta['vae']}.safetensors"
+    vae, scaling, preview = load_vae(vae_path, device, with_preview=True)
+    downscale = 2 ** (len(vae.config.block_out_channels) - 1)
+    return VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path), preview
 
 
 def _with_decoder(model: DiffusionModel, clip: TextEncoder, vae) -> LoadedCheckpoint:
