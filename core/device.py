@@ -89,3 +89,12 @@ def dtype_name(dtype: "torch.dtype") -> str:  # noqa: F821
 
     names = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
     return names.get(dtype, str(dtype).removeprefix("torch."))
+
+
+def place(module: "torch.nn.Module", device, dtype: "torch.dtype") -> "torch.nn.Module":  # noqa: F821
+    """``module`` moved to ``device`` and cast to ``dtype``, in place. Calls
+    torch's own ``Module.to``: diffusers' override logs a warning about
+    fp32-only modules for any dtype, even for models that have none."""
+    import torch
+
+    return torch.nn.Module.to(module, device, dtype)

@@ -99,7 +99,8 @@ def run_sampler(
         if mask is not None:
             raise SamplingError("a resumed run cannot take an inpainting mask")
     denoiser: Any = CFGDenoiser(_Bound(model), positive or Conditioning(),
-                                negative or Conditioning(), guidance, rescale)
+                                negative or Conditioning(), guidance, rescale,
+                                batched=model.batched_cfg)
     if mask is not None:
         mask = _fit_mask(mask, known).to(device=device, dtype=dtype)
         denoiser = InpaintDenoiser(denoiser, known, mask, noise)

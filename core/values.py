@@ -25,6 +25,18 @@ class Conditioning:
 
 
 @dataclass(frozen=True)
+class ConditioningBatch:
+    """Several conditionings side by side along the batch: part i conditions
+    rows [i·n, (i+1)·n) of x, n = len(x) / len(parts).
+
+    This is how classifier-free guidance asks for the unconditional and the
+    conditional prediction in one network call on ``cat([x, x])``, as
+    diffusers' pipelines do, instead of two calls."""
+
+    parts: tuple[Conditioning, ...]
+
+
+@dataclass(frozen=True)
 class DiffusionModel:
     """A backbone ready to sample: a denoiser D(x, level, cond=…) → x̂_0 and the
     facts a graph needs about it.
@@ -33,6 +45,8 @@ class DiffusionModel:
     ``latent_channels`` channels and are ``downscale`` times smaller than the
     image (1 for pixel-space models). ``schedule`` is the training schedule of
     a discrete-time model (None for closed-form or flow models).
+    ``batched_cfg`` says its denoiser takes a :class:`ConditioningBatch` as
+    ``cond``, so guidance evaluates all conditionings in one network call.
     """
 
     name: str
@@ -44,6 +58,7 @@ class DiffusionModel:
     description: str = ""
     latent_rgb: Any = None  # a core.previews.LatentRGB for fast previews of latents
     decoder: Any = None  # what turns its samples into pixels exactly (the checkpoint's VAE)
+    batched_cfg: bool = False
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def load_checkpoint_node(ctx, name, path):
     pixel-space model's "VAE" maps pixels to its data space and back."""
     from core.models.builtin import load_model
 
-    loaded = load_model(_source(name, path), ctx.device)
+    loaded = load_model(_source(name, path), ctx.device, ctx.dtype)
     return {"model": loaded.model, "clip": loaded.clip, "vae": loaded.vae}
 
 
@@ -78,7 +78,7 @@ def load_controlnet_node(ctx, name, path):
     """A ControlNet (diffusers' ``ControlNetModel``) for a matching base model."""
     from core.models.builtin import load_controlnet
 
-    return load_controlnet(_source(name, path), ctx.device)
+    return load_controlnet(_source(name, path), ctx.device, ctx.dtype)
 
 
 def load_classifier_node(ctx, name, path):

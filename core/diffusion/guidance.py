@@ -34,26 +34,45 @@ class CFGDenoiser:
     ``rescale`` φ ∈ [0, 1] is Lin et al. 2024's guidance rescale (§3.4, eq. 15–16),
     applied to ε̂ as diffusers does: it pulls the guided prediction's standard
     deviation back to the conditional one's, against over-exposure at high g.
+    With ``batched`` the model takes a :class:`~core.values.ConditioningBatch`:
+    both predictions come from one call on ``cat([x, x])`` (half the calls;
+    what diffusers' pipelines do), otherwise from two calls.
     """
 
-    def __init__(self, model, positive: Any, negative: Any, scale: float, rescale: float = 0.0):
+    def __init__(self, model, positive: Any, negative: Any, scale: float, rescale: float = 0.0,
+                 batched: bool = False):
         self.model = model
         self.parameterization = model.parameterization
         self.positive, self.negative = positive, negative
         self.scale, self.rescale = scale, rescale
+        self.batched = batched
 
     def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
         return self.denoise_with_variance(x, level, **extra)[0]
 
     def denoise_with_variance(self, x, level, **extra):
-        cond_x0, variance = _call(self.model, x, level, self.positive, extra)
         if self.scale == 1.0:
-            return cond_x0, variance
-        uncond_x0, _ = _call(self.model, x, level, self.negative, extra)
+            return _call(self.model, x, level, self.positive, extra)
+        if self.batched:
+            uncond_x0, cond_x0, variance = self._both_at_once(x, level, extra)
+        else:
+            cond_x0, variance = _call(self.model, x, level, self.positive, extra)
+            uncond_x0, _ = _call(self.model, x, level, self.negative, extra)
         guided = uncond_x0 + self.scale * (cond_x0 - uncond_x0)  # Ho & Salimans eq. 6
         if self.rescale > 0:
             guided = self._rescaled(x, level, cond_x0, guided)
         return guided, variance
+
+    def _both_at_once(self, x, level, extra):
+        """(unconditional x̂_0, conditional x̂_0, conditional variance) from one call."""
+        from core.values import ConditioningBatch
+
+        level = torch.as_tensor(level)
+        doubled = level if level.ndim == 0 else torch.cat([level, level])
+        x0, variance = _call(self.model, torch.cat([x, x]), doubled,  # (2B, C, H, W)
+                             ConditioningBatch((self.negative, self.positive)), extra)
+        uncond_x0, cond_x0 = x0.chunk(2)
+        return uncond_x0, cond_x0, None if variance is None else variance.chunk(2)[1]
 
     def _rescaled(self, x, level, cond_x0, guided_x0):
         p = self.parameterization

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from core.checkpoints import CheckpointError, load_checkpoint
 from core.checkpoints.safetensors_io import component
+from core.device import place
 from core.diffusion.denoisers import DiscreteTimeDenoiser
 from core.diffusion.schedules import make_schedule
 from core.models.conditioned import ConditionedTransformer, ConditionedUNet
@@ -45,9 +46,9 @@ class VAEHandle:
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        device = next(self.vae.parameters()).device
-        dist = self.vae.encode((images[:, :3] * 2 - 1).to(device)).latent_dist
-        return dist.mean * self.scaling_factor  # (B, C, H/f, W/f)
+        weight = next(self.vae.parameters())
+        dist = self.vae.encode((images[:, :3] * 2 - 1).to(weight.device, weight.dtype)).latent_dist
+        return dist.mean.float() * self.scaling_factor  # (B, C, H/f, W/f)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,13 @@ class PixelCodec:
         return ((latents.float().cpu() + 1) / 2).clamp(0, 1)
 
 
+class _Target(NamedTuple):
+    """Where loaded networks go: the device and the dtype they compute in."""
+
+    device: Any
+    dtype: torch.dtype
+
+
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     model: DiffusionModel
@@ -78,8 +86,10 @@ class LoadedCheckpoint:
     vae: VAEHandle
 
 
-def load_model(name_or_path: str, device: Any = "cpu") -> LoadedCheckpoint:
-    """Any backbone file (latent diffusion, pixel DDPM or flow) as MODEL, CLIP and VAE."""
+def load_model(name_or_path: str, device: Any = "cpu",
+               dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
+    """Any backbone file (latent diffusion, pixel DDPM or flow) as MODEL, CLIP and
+    VAE, their networks in ``dtype`` (the sampler's own arithmetic stays fp32)."""
     path = model_file(name_or_path)
     tensors, meta = load_checkpoint(path)
     loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow}
@@ -88,43 +98,45 @@ def load_model(name_or_path: str, device: Any = "cpu") -> LoadedCheckpoint:
         raise CheckpointError(f"{path}: a {kind!r} file is not a backbone; the checkpoint "
                               f"loader takes {', '.join(loaders)} models")
     try:
-        return loaders[kind](path, tensors, meta, device)
+        return loaders[kind](path, tensors, meta, _Target(device, dtype))
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: its metadata does not describe a {kind} model "
                               f"({type(error).__name__}: {error})") from None
 
 
-def load_ldm(name_or_path: str, device: Any = "cpu") -> LoadedCheckpoint:
+def load_ldm(name_or_path: str, device: Any = "cpu",
+             dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
     """A latent diffusion file (and the VAE it names, in the same folder)."""
-    loaded = load_model(name_or_path, device)
+    loaded = load_model(name_or_path, device, dtype)
     if loaded.model.parameterization != "ve" or isinstance(loaded.vae, PixelCodec):
         raise CheckpointError(f"{model_file(name_or_path)}: not a latent diffusion model")
     return loaded
 
 
-def _ldm(path: Path, tensors, meta, device) -> LoadedCheckpoint:
+def _ldm(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     from diffusers import UNet2DConditionModel
 
     unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
-                  component(tensors, "unet"), path, "U-Net", device)
-    clip = _text_encoder(path, tensors, meta, device)
-    vae, preview = _vae_beside(path, meta, device)
+                  component(tensors, "unet"), path, "U-Net", target)
+    clip = _text_encoder(path, tensors, meta, target)
+    vae, preview = _vae_beside(path, meta, target)
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     denoiser = DiscreteTimeDenoiser(ConditionedUNet(unet, clip), schedule, meta["prediction"])
     model = DiffusionModel(
         name=meta["name"], denoiser=denoiser, parameterization="ve",
         latent_channels=unet.config.in_channels, downscale=vae.downscale, schedule=schedule,
         description=f"{meta['name']}: latent diffusion, ε-prediction", latent_rgb=preview,
+        batched_cfg=True,
     )
     return _with_decoder(model, clip, vae)
 
 
-def _pixel(path: Path, tensors, meta, device) -> LoadedCheckpoint:
+def _pixel(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     from diffusers import UNet2DConditionModel
 
     unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
-                  component(tensors, "unet"), path, "U-Net", device)
-    clip = _text_encoder(path, tensors, meta, device)
+                  component(tensors, "unet"), path, "U-Net", target)
+    clip = _text_encoder(path, tensors, meta, target)
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     learned = bool(meta.get("learned_variance"))
     denoiser = DiscreteTimeDenoiser(ConditionedUNet(unet, clip), schedule, meta["prediction"],
@@ -135,33 +147,36 @@ def _pixel(path: Path, tensors, meta, device) -> LoadedCheckpoint:
         latent_channels=unet.config.in_channels, downscale=1, schedule=schedule,
         description=f"{meta['name']}: pixel-space DDPM, ε-prediction"
                     + (", learned variance" if learned else ""),
+        batched_cfg=True,
     )
     return _with_decoder(model, clip, PixelCodec())
 
 
-def _flow(path: Path, tensors, meta, device) -> LoadedCheckpoint:
+def _flow(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     from diffusers import SD3Transformer2DModel
 
     from core.diffusion.denoisers import FlowDenoiser
 
     transformer = _build(SD3Transformer2DModel(**meta["components"]["transformer"]["config"]),
-                         component(tensors, "transformer"), path, "transformer", device)
-    clip = _text_encoder(path, tensors, meta, device)
-    vae, preview = _vae_beside(path, meta, device)
+                         component(tensors, "transformer"), path, "transformer", target)
+    clip = _text_encoder(path, tensors, meta, target)
+    vae, preview = _vae_beside(path, meta, target)
     denoiser = FlowDenoiser(ConditionedTransformer(transformer, clip), meta["timestep_scale"])
     model = DiffusionModel(
         name=meta["name"], denoiser=denoiser, parameterization="flow",
         latent_channels=transformer.config.in_channels, downscale=vae.downscale,
         description=f"{meta['name']}: flow matching, diffusion transformer", latent_rgb=preview,
+        batched_cfg=True,
     )
     return _with_decoder(model, clip, vae)
 
 
-def _vae_beside(path: Path, meta, device) -> tuple[VAEHandle, LatentRGB | None]:
+def _vae_beside(path: Path, meta, target: _Target) -> tuple[VAEHandle, LatentRGB | None]:
     """A latent model's VAE: the file its metadata names, in the model's own
     folder (so a trained set of files travels together), and its preview map."""
     vae_path = path.parent / f"{meta['vae']}.safetensors"
-    vae, scaling, preview = load_vae(vae_path, device, with_preview=True)
+    vae, scaling, preview = load_vae(vae_path, target.device, with_preview=True,
+                                     dtype=target.dtype)
     downscale = 2 ** (len(vae.config.block_out_channels) - 1)
     return VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path), preview
 
@@ -173,24 +188,26 @@ def _with_decoder(model: DiffusionModel, clip: TextEncoder, vae) -> LoadedCheckp
     return LoadedCheckpoint(dataclasses.replace(model, decoder=vae), clip, vae)
 
 
-def load_controlnet(name_or_path: str, device: Any = "cpu"):
-    """A shapes-controlnet file as diffusers' ``ControlNetModel``."""
+def load_controlnet(name_or_path: str, device: Any = "cpu", dtype: torch.dtype = torch.float32):
+    """A shapes-controlnet file as diffusers' ``ControlNetModel`` in ``dtype``."""
     from diffusers import ControlNetModel
 
     path = model_file(name_or_path)
     tensors, meta = _expect(path, "controlnet")
     return _build(ControlNetModel(**meta["components"]["controlnet"]["config"]),
-                  component(tensors, "controlnet"), path, "ControlNet", device)
+                  component(tensors, "controlnet"), path, "ControlNet", _Target(device, dtype))
 
 
 def load_classifier(name_or_path: str, device: Any = "cpu"):
-    """A shapes-classifier file: the network, its labels and its schedule."""
+    """A shapes-classifier file: the network, its labels and its schedule (fp32:
+    guidance differentiates it)."""
     from core.models.classifier import make_classifier
 
     path = model_file(name_or_path)
     tensors, meta = _expect(path, "classifier")
     network = _build(make_classifier(meta["components"]["classifier"]["config"]),
-                     component(tensors, "classifier"), path, "classifier", device)
+                     component(tensors, "classifier"), path, "classifier",
+                     _Target(device, torch.float32))
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     return network, meta["labels"], schedule
 
@@ -202,20 +219,22 @@ def _expect(path: Path, kind: str):
     return tensors, meta
 
 
-def _text_encoder(path: Path, tensors, meta, device) -> TextEncoder:
+def _text_encoder(path: Path, tensors, meta, target: _Target) -> TextEncoder:
     text = meta["components"]["text_encoder"]
     encoder = _build(make_text_encoder(text["config"]), component(tensors, "text_encoder"),
-                     path, "text encoder", device)
+                     path, "text encoder", target)
     return TextEncoder(WordTokenizer(text["vocabulary"], text["max_length"]), encoder)
 
 
-def _build(module: torch.nn.Module, weights: dict, path: Path, what: str, device):
-    _load(module, weights, path, what)
-    return module.to(device).eval().requires_grad_(False)
+def _build(module: torch.nn.Module, weights: dict, path: Path, what: str, target: _Target):
+    _load(module, weights, path, what, target.dtype)
+    return place(module, target.device, target.dtype).eval().requires_grad_(False)
 
 
-def _load(module: torch.nn.Module, weights: dict, path: Path, what: str) -> None:
-    missing, unexpected = module.load_state_dict({k: v.float() for k, v in weights.items()},
+def _load(module: torch.nn.Module, weights: dict, path: Path, what: str,
+          dtype: torch.dtype = torch.float32) -> None:
+    place(module, "cpu", dtype)
+    missing, unexpected = module.load_state_dict({k: v.to(dtype) for k, v in weights.items()},
                                                  strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: the {what} weights do not match its config "

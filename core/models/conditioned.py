@@ -4,6 +4,9 @@ turns a :class:`~core.values.Conditioning` into what that model takes.
 A prompt without embeddings is encoded with the checkpoint's own text
 encoder (memoised, bounded); ControlNet hints riding on the conditioning
 (``extras["control"]``) add their residuals to the U-Net's skip connections.
+A :class:`~core.values.ConditioningBatch` conditions each part of the batch
+on its own prompt in one call of the network (batched classifier-free
+guidance). The network runs in its own dtype; its output comes back in x_t's.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 import torch
 
 from core.models.text import TextEncoder
-from core.values import Conditioning
+from core.values import Conditioning, ConditioningBatch
 
 MEMO_SIZE = 32  # prompts kept encoded; a long session must not grow without bound
 
@@ -40,6 +43,31 @@ def _batched(tensor: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
     return tensor.expand(x_t.shape[0], *tensor.shape[1:]) if len(tensor) == 1 else tensor
 
 
+def for_each_part(cond: Conditioning | ConditioningBatch | None,
+                  x_t: torch.Tensor) -> list[tuple[Conditioning, slice]]:
+    """The conditionings of ``cond`` with the rows of ``x_t`` each one conditions."""
+    if not isinstance(cond, ConditioningBatch):
+        return [(cond or Conditioning(), slice(None))]
+    count = len(cond.parts)
+    if count == 0 or x_t.shape[0] % count:
+        raise ValueError(f"a batch of {x_t.shape[0]} rows cannot be split among "
+                         f"{count} conditionings")
+    rows = x_t.shape[0] // count
+    return [(part, slice(i * rows, (i + 1) * rows)) for i, part in enumerate(cond.parts)]
+
+
+def concat_parts(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """Per-part tensors joined along the batch, or None when they cannot be
+    (a part without one, or different shapes past the batch dimension)."""
+    if any(t is None for t in tensors) or len({t.shape[1:] for t in tensors}) != 1:
+        return None
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+def module_dtype(module: torch.nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
 class ConditionedUNet:
     """A cross-attention U-Net (SD's ``UNet2DConditionModel``), with ControlNets."""
 
@@ -49,24 +77,69 @@ class ConditionedUNet:
         self.prompts = PromptMemo(clip)
 
     @torch.no_grad()
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning | None = None):
-        cond = cond or Conditioning()
-        context, _ = self.prompts(cond, x_t)
-        down, mid = control_residuals(cond, x_t, t, context)
-        return self.unet(x_t, t, encoder_hidden_states=context,
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
+        parts = for_each_part(cond, x_t)
+        dtype = module_dtype(self.unet)
+        contexts = [self.prompts(part, x_t[rows])[0].to(dtype) for part, rows in parts]
+        context = concat_parts(contexts)
+        if context is None:  # prompts of different lengths: one call per part
+            return torch.cat([self._run(x_t[rows], _rows(t, rows), part, c)
+                              for (part, rows), c in zip(parts, contexts)])
+        return self._run(x_t, t, cond, context)
+
+    def _run(self, x_t, t, cond, context):
+        dtype = module_dtype(self.unet)
+        x, t_in = x_t.to(dtype), _timesteps(t, x_t, dtype)
+        down, mid = control_residuals(cond, x, t_in, context)
+        return self.unet(x, t_in, encoder_hidden_states=context,
                          down_block_additional_residuals=down,
-                         mid_block_additional_residual=mid).sample
+                         mid_block_additional_residual=mid).sample.to(x_t.dtype)
 
 
-def control_residuals(cond: Conditioning, x_t, t, context):
-    """The summed residuals of every ControlNet hint on ``cond`` (Zhang et al.
-    2023, eq. 2: each adds its zero-convolution outputs to the skips)."""
+def _timesteps(t: torch.Tensor, x_t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Timesteps as a (B,) tensor in the network's dtype."""
+    t = torch.as_tensor(t, device=x_t.device)
+    return (t.expand(x_t.shape[0]) if t.ndim == 0 else t).to(dtype)
+
+
+def _rows(t: torch.Tensor, rows: slice) -> torch.Tensor:
+    t = torch.as_tensor(t)
+    return t if t.ndim == 0 else t[rows]
+
+
+def control_residuals(cond, x_t, t, context):
+    """The summed residuals of every ControlNet hint (Zhang et al. 2023, eq. 2:
+    each adds its zero-convolution outputs to the skips). Parts of a batch
+    that share their hints run each ControlNet once over the whole batch;
+    otherwise each part gets its own hints' residuals (zeros for none)."""
+    parts = for_each_part(cond, x_t)
+    hints = [tuple(part.extras.get("control", ())) for part, _ in parts]
+    if all(h == hints[0] for h in hints):
+        return _summed(hints[0], x_t, t, context)
+    per_part = [_summed(h, x_t[rows], _rows(t, rows), context[rows])
+                for h, (_, rows) in zip(hints, parts)]
+    template = next(p for p in per_part if p[0] is not None)
+    filled = [p if p[0] is not None else _zeros_like(template, x_t[rows])
+              for p, (_, rows) in zip(per_part, parts)]
+    down = [torch.cat(level) for level in zip(*(p[0] for p in filled))]
+    return down, torch.cat([p[1] for p in filled])
+
+
+def _summed(hints, x_t, t, context):
     down, mid = None, None
-    for hint in cond.extras.get("control", ()):
+    for hint in hints:
         d, m = hint.residuals(x_t, t, context)
         down = d if down is None else [a + b for a, b in zip(down, d)]
         mid = m if mid is None else mid + m
     return down, mid
+
+
+def _zeros_like(template, x_rows):
+    """Zero residuals (no ControlNet) shaped like ``template``'s, for these rows."""
+    n = x_rows.shape[0]
+    down, mid = template
+    return ([torch.zeros(n, *d.shape[1:], dtype=d.dtype, device=d.device) for d in down],
+            torch.zeros(n, *mid.shape[1:], dtype=mid.dtype, device=mid.device))
 
 
 class ConditionedTransformer:
@@ -78,14 +151,23 @@ class ConditionedTransformer:
         self.prompts = PromptMemo(clip)
 
     @torch.no_grad()
-    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditioning | None = None):
-        cond = cond or Conditioning()
-        hidden, pooled = self.prompts(cond, x_t)
-        if pooled is None:
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
+        parts = for_each_part(cond, x_t)
+        encoded = [self.prompts(part, x_t[rows]) for part, rows in parts]
+        if any(pooled is None for _, pooled in encoded):
             raise ValueError("this model needs a pooled text embedding: encode the prompt "
                              "with its own text encoder")
-        return self.transformer(x_t, encoder_hidden_states=hidden, pooled_projections=pooled,
-                                timestep=t).sample
+        hidden = concat_parts([h for h, _ in encoded])
+        if hidden is None:  # prompts of different lengths: one call per part
+            return torch.cat([self._run(x_t[rows], _rows(t, rows), h, p)
+                              for (_, rows), (h, p) in zip(parts, encoded)])
+        return self._run(x_t, t, hidden, torch.cat([p for _, p in encoded]))
+
+    def _run(self, x_t, t, hidden, pooled):
+        dtype = module_dtype(self.transformer)
+        return self.transformer(x_t.to(dtype), encoder_hidden_states=hidden.to(dtype),
+                                pooled_projections=pooled.to(dtype),
+                                timestep=_timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
 
 
 class ControlHint:
@@ -97,12 +179,22 @@ class ControlHint:
         self.strength = strength
 
     def residuals(self, x_t, t, context):
+        """The ControlNet's (down, mid) residuals for ``x_t``, in x_t's dtype.
+        A hint of B images is repeated for a batch of k·B rows (guidance's
+        ``cat([x, x])``)."""
+        dtype = module_dtype(self.controlnet)
         factor = 2 ** (len(self.controlnet.config.conditioning_embedding_out_channels) - 1)
         size = (x_t.shape[-2] * factor, x_t.shape[-1] * factor)
-        hint = self.image.to(device=x_t.device, dtype=x_t.dtype)
+        hint = self.image.to(device=x_t.device, dtype=dtype)
         if hint.shape[-2:] != size:
             hint = torch.nn.functional.interpolate(hint, size=size, mode="bilinear",
                                                    align_corners=False)
-        hint = hint.expand(x_t.shape[0], -1, -1, -1) if len(hint) == 1 else hint
-        return self.controlnet(x_t, t, encoder_hidden_states=context, controlnet_cond=hint,
-                               conditioning_scale=self.strength, return_dict=False)
+        if x_t.shape[0] % len(hint):
+            raise ValueError(f"a ControlNet hint of {len(hint)} images cannot condition a "
+                             f"batch of {x_t.shape[0]}")
+        hint = hint.repeat(x_t.shape[0] // len(hint), 1, 1, 1)  # (B, 3, H·f, W·f)
+        down, mid = self.controlnet(x_t.to(dtype), t.to(dtype),
+                                    encoder_hidden_states=context.to(dtype),
+                                    controlnet_cond=hint, conditioning_scale=self.strength,
+                                    return_dict=False)
+        return [d.to(x_t.dtype) for d in down], mid.to(x_t.dtype)
