@@ -1,9 +1,11 @@
 """``diffusion-workbench``: open the desktop workbench (no arguments, or
 ``gui``), run workflows headless, print noise schedules, train and evaluate
-the built-in models, list the node types.
+the built-in models, list the node types, say what model files are
+(``inspect``).
 
 Exit status: 0 success, 1 a node failed while running, 2 an invalid
-workflow, ``--set`` or device, 130 interrupted (Ctrl-C cancels the run
+workflow, ``--set`` or device (``inspect``: a model file unreadable or of an
+unknown kind), 130 interrupted (Ctrl-C cancels the run
 cleanly at the next node or sampler step).
 """
 from __future__ import annotations
@@ -31,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diffusion-workbench",
         description="See and steer diffusion models: run node-graph workflows.",
     )
+    parser.add_argument(
+        "--models-dir", dest="global_models_dirs", action="append", type=Path, metavar="DIR",
+        help="a folder of your model files, listed in the loader nodes (repeatable; "
+             "also DIFFUSION_WORKBENCH_MODELS)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run a workflow headless and write its images")
     run.add_argument("workflow", type=Path, help="a workflow .json, or a PNG the workbench wrote")
@@ -105,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = commands.add_parser("nodes", help="list the node types and their parameters")
     nodes.add_argument("type_id", nargs="?", help="show one node type in full")
     nodes.set_defaults(handler=_cmd_nodes)
+    inspect = commands.add_parser(
+        "inspect", help="say what model files are (family, variant, parts, dtype, size) "
+                        "from their headers alone")
+    inspect.add_argument("files", nargs="+", metavar="FILE",
+                         help="a .safetensors file, a diffusers folder, or a models-folder name")
+    inspect.add_argument("--json", action="store_true", help="print the detections as JSON")
+    inspect.set_defaults(handler=_cmd_inspect)
     gui = commands.add_parser("gui", help="open the desktop workbench (the default command)")
     gui.add_argument("file", nargs="?", type=Path, help="a workflow .json or a workbench PNG")
     gui.add_argument("--run", action="store_true", help="run the workflow once it is open")
@@ -123,7 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # no arguments: open the workbench on the default workflow
+        models_dirs = args.global_models_dirs
         args = parser.parse_args(["gui", str(DEFAULT_WORKFLOW)])
+        args.global_models_dirs = models_dirs
+    if args.global_models_dirs:
+        from core.checkpoints.library import set_models_dirs
+
+        set_models_dirs(args.global_models_dirs)
     try:
         return args.handler(args)
     except BrokenPipeError:  # `… | head`: the reader left; that is not an error
@@ -278,6 +297,12 @@ def _number(value: float | None) -> str:
     if value is None:
         return ""
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from app.cli.inspect import run_inspect
+
+    return run_inspect(args.files, as_json=args.json)
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:

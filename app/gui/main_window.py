@@ -21,6 +21,7 @@ from app.gui.log_dock import LogView
 from app.gui.node_states import NodeStates
 from app.gui.palette import NodePalette
 from app.gui.properties import PropertiesPanel
+from app.gui.run_settings import install as install_run_settings
 from app.gui.runner import RunController, RunOutcome
 from app.gui.steer import install as install_steering
 from core.registry import NodeRegistry
@@ -60,6 +61,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._wire()
         self.autosaver = Autosaver(self.document, autosave_path, parent=self)
         self.steer = install_steering(self)  # issue 6: steps, scrubber, pause, branch, plots
+        self.run_settings = install_run_settings(self)  # device, precision, free models
         self.resize(1400, 860)
         self._restore_layout()
         self._update_title()

@@ -48,13 +48,15 @@ class RunWorker(QtCore.QObject):
     done = QtCore.Signal(object)    # RunOutcome
 
     def __init__(self, executor: Executor, workflow: Workflow, token: CancelToken,
-                 device: str = "auto", previews: bool = True, gate: StepGate | None = None) -> None:
+                 device: str = "auto", previews: bool = True, gate: StepGate | None = None,
+                 dtype: str = "auto") -> None:
         super().__init__()
         self.executor = executor
         self.workflow = workflow
         self.token = token
         self.gate = gate
         self.device = device
+        self.dtype = dtype
         self.previews = previews
 
     @QtCore.Slot()
@@ -66,7 +68,8 @@ class RunWorker(QtCore.QObject):
         json_text = dumps(self.workflow)
         try:
             result = self.executor.run(self.workflow, on_event=self._forward, cancel=self.token,
-                                       gate=self.gate, device=self.device, previews=self.previews)
+                                       gate=self.gate, device=self.device, dtype=self.dtype,
+                                       previews=self.previews)
         except Cancelled:
             return RunOutcome("cancelled", "the run was cancelled", workflow_json=json_text)
         except ExecutionFailed as error:
@@ -110,7 +113,8 @@ class RunController(QtCore.QObject):
         super().__init__(parent)
         self.registry = registry
         self.executor = Executor(registry)
-        self.device = "auto"
+        self.device = "auto"  # the Run menu's Device and Precision (app.gui.run_settings)
+        self.dtype = "auto"
         self.previews = True
         self._thread: QtCore.QThread | None = None
         self._worker: RunWorker | None = None
@@ -141,7 +145,7 @@ class RunController(QtCore.QObject):
         self.gate = StepGate()
         self._thread = QtCore.QThread()
         self._worker = RunWorker(self.executor, workflow.copy(), self._token,
-                                 self.device, self.previews, self.gate)
+                                 self.device, self.previews, self.gate, self.dtype)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.event.connect(self.on_event)

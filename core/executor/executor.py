@@ -30,6 +30,7 @@ from core.events import (
 from core.executor.cache import NodeCache
 from core.executor.context import NodeContext
 from core.executor.control import Cancelled, CancelToken, StepGate
+from core.executor.memory import explained, is_out_of_memory, release_memory
 from core.executor.plan import Plan, PlannedNode, make_plan
 from core.registry import NodeRegistry
 from core.validation import Problem, validate
@@ -170,6 +171,8 @@ class _Run:
         except Cancelled:
             raise
         except Exception as error:
+            if is_out_of_memory(error):
+                error = self._out_of_memory(error)
             self.emit(NodeFailed(
                 self.run_id, node.node_id, node.title, error, traceback.format_exc()
             ))
@@ -178,6 +181,15 @@ class _Run:
         self.cache.put(node.signature, outputs)
         self.emit(NodeFinished(self.run_id, node.node_id, node.title, time.perf_counter() - started))
         return outputs
+
+    def _out_of_memory(self, error: BaseException):
+        """Free the cached models and what this run holds; say what to change."""
+        self.cache.free()
+        self.values.clear()
+        release_memory()
+        restated = explained(error, self.choice.device)
+        restated.__cause__ = error
+        return restated
 
     def _arguments(self, node: PlannedNode) -> dict[str, Any]:
         arguments: dict[str, Any] = dict(node.params)
