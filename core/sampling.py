@@ -98,6 +98,7 @@ def run_sampler(
         x = known.clone()  # exactly where the first run left it
         if mask is not None:
             raise SamplingError("a resumed run cannot take an inpainting mask")
+    positive, negative = _bound_to_steps(model, schedule, positive, negative)
     denoiser: Any = CFGDenoiser(_Bound(model), positive or Conditioning(),
                                 negative or Conditioning(), guidance, rescale,
                                 batched=model.batched_cfg)
@@ -127,6 +128,20 @@ def run_sampler(
     if mask is not None and end == schedule.steps:
         result = mask * result + (1 - mask) * known
     return result, Trajectory(sampler, p, tuple(recorded), schedule.levels)
+
+
+def _bound_to_steps(model: DiffusionModel, schedule: SamplingSchedule, positive, negative):
+    """The prompts with every ControlNet that acts on part of the steps bound to
+    this schedule's steps (the network sees only t, so a hint learns which t
+    are controlled). Flow models keep their hints unbound: a hint with a
+    start/end then says it cannot act on part of their steps."""
+    if model.schedule is None:
+        return positive, negative
+    from core.models.families.controlnet import bind_control_steps, step_timesteps
+
+    bound = bind_control_steps([positive, negative],
+                               step_timesteps(model.schedule, schedule.levels))
+    return bound[0], bound[1]
 
 
 class _Bound:

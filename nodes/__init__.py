@@ -12,10 +12,12 @@ from core.registry import NodeRegistry
 
 def builtin_specs() -> tuple[NodeSpec, ...]:
     """Every node type that ships with Diffusion Workbench."""
-    from nodes import conditioning, diffusion, images, latents, models, vae
+    from nodes import (conditioning, diffusion, flux, images, latents, loaders, lora, models,
+                       sdxl, vae)
 
-    return (*images.NODES, *latents.NODES, *vae.NODES, *conditioning.NODES, *models.NODES,
-            *diffusion.NODES)
+    return (*images.NODES, *latents.NODES, *vae.NODES, *conditioning.NODES, *sdxl.NODES,
+            *loaders.with_library_choices(loaders.NODES), *models.NODES, *lora.NODES,
+            *flux.NODES, *diffusion.NODES)
 
 
 def default_registry(plugins: bool = True) -> tuple[NodeRegistry, list[PluginProblem]]:

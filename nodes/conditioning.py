@@ -24,18 +24,23 @@ def encode_text(ctx, clip, text):
     return Conditioning(text=text.strip(), embeddings=embeddings, extras={"pooled": pooled})
 
 
-def apply_controlnet(ctx, positive, negative, controlnet, image, strength):
+def apply_controlnet(ctx, positive, negative, controlnet, image, strength, start=0.0, end=1.0):
     """Attach a ControlNet and its hint image to the prompts (to both, as
-    diffusers' pipelines do, so guidance keeps the hint); several can stack."""
+    diffusers' pipelines do, so guidance keeps the hint); several can stack.
+    ``start``/``end``: the fraction of the steps it acts on (diffusers'
+    ``control_guidance_start``/``end``); the sampler binds it to its steps."""
     from dataclasses import replace
 
     from core.images import check_image
-    from core.models.conditioned import ControlHint
+    from core.models.families.controlnet import TimedControlHint
     from core.values import Conditioning
 
     check_image(image)
     rgb = image[:, :3] if image.shape[1] >= 3 else image[:, :1].expand(-1, 3, -1, -1)
-    hint = ControlHint(controlnet, rgb, strength)  # ControlNets take RGB hints
+    if not 0.0 <= start < end <= 1.0:
+        raise ValueError(f"the ControlNet acts from start to end of the steps: need "
+                         f"0 ≤ start < end ≤ 1, got start {start:g} and end {end:g}")
+    hint = TimedControlHint(controlnet, rgb, strength, start, end)  # ControlNets take RGB hints
 
     def attach(cond):
         return replace(cond, extras={**cond.extras, "control": (*cond.extras.get("control", ()), hint)})
@@ -75,6 +80,10 @@ NODES = (
             Input("image", PortType.IMAGE, tooltip="The hint, e.g. an outline: white on black"),
             Input("strength", PortType.FLOAT, 1.0, min=0.0, max=3.0, step=0.05,
                   tooltip="Scales the ControlNet's residuals; 0 = off"),
+            Input("start", PortType.FLOAT, 0.0, min=0.0, max=1.0, step=0.05,
+                  tooltip="The fraction of the steps before it starts acting"),
+            Input("end", PortType.FLOAT, 1.0, min=0.0, max=1.0, step=0.05,
+                  tooltip="The fraction of the steps after which it stops"),
         ),
         outputs=(Output("positive", PortType.CONDITIONING),
                  Output("negative", PortType.CONDITIONING)),

@@ -69,8 +69,8 @@ NODES = (
         type_id="flux.guidance",
         title="Flux guidance",
         category="conditioning",
-        description="Flux-dev's distilled guidance strength (an input of the model; keep the "
-                    "sampler's guidance at 1).",
+        description="Flux-dev's distilled guidance strength, an input of the model "
+                    "(leave classifier-free guidance at 1).",
         fn=flux_guidance,
         inputs=(Input("conditioning", PortType.CONDITIONING),
                 Input("guidance", PortType.FLOAT, 3.5, min=0.0, max=100.0, step=0.1,

@@ -65,22 +65,6 @@ def folder_fingerprint(params) -> str:
     return repr(entries)
 
 
-def load_checkpoint_node(ctx, name, path):
-    """A checkpoint's backbone, text encoder and VAE (as ComfyUI's loader); a
-    pixel-space model's "VAE" maps pixels to its data space and back."""
-    from core.models.builtin import load_model
-
-    loaded = load_model(_source(name, path), ctx.device, ctx.dtype)
-    return {"model": loaded.model, "clip": loaded.clip, "vae": loaded.vae}
-
-
-def load_controlnet_node(ctx, name, path):
-    """A ControlNet (diffusers' ``ControlNetModel``) for a matching base model."""
-    from core.models.builtin import load_controlnet
-
-    return load_controlnet(_source(name, path), ctx.device, ctx.dtype)
-
-
 def load_classifier_node(ctx, name, path):
     """A noise-aware classifier p(y | x_t, t) for classifier guidance."""
     from core.models.builtin import load_classifier
@@ -164,15 +148,6 @@ NODES = (
         outputs=(Output("model", PortType.MODEL),),
         fingerprint=folder_fingerprint,
     ),
-    _loader("model.checkpoint", "Checkpoint loader",
-            "Load a model file: its backbone (MODEL), text encoder (CLIP) and VAE.",
-            load_checkpoint_node, ("shapes-ldm", "shapes-ddpm", "shapes-flow"), "model",
-            (Output("model", PortType.MODEL), Output("clip", PortType.CLIP),
-             Output("vae", PortType.VAE))),
-    _loader("model.controlnet", "ControlNet loader",
-            "Load a ControlNet; apply it to a prompt with an image hint.",
-            load_controlnet_node, ("shapes-controlnet",), "ControlNet",
-            (Output("controlnet", PortType.CONTROLNET),)),
     _loader("model.classifier", "Classifier loader",
             "Load a noise-aware classifier p(y | x_t, t) for classifier guidance.",
             load_classifier_node, ("shapes-classifier",), "classifier",

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--models-dir", dest="global_models_dirs", action="append", type=Path, metavar="DIR",
         help="a folder of your model files, listed in the loader nodes (repeatable; "
              "also DIFFUSION_WORKBENCH_MODELS)")
+    parser.add_argument(
+        "--allow-pickle", action="store_true",
+        help="read pickled .ckpt/.pt/.bin model files you trust (with "
+             "torch.load(weights_only=True)); refused by default: unpickling can run code")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run a workflow headless and write its images")
     run.add_argument("workflow", type=Path, help="a workflow .json, or a PNG the workbench wrote")
@@ -136,9 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:  # no arguments: open the workbench on the default workflow
-        models_dirs = args.global_models_dirs
+        models_dirs, allow_pickle = args.global_models_dirs, args.allow_pickle
         args = parser.parse_args(["gui", str(DEFAULT_WORKFLOW)])
-        args.global_models_dirs = models_dirs
+        args.global_models_dirs, args.allow_pickle = models_dirs, allow_pickle
+    if args.allow_pickle:
+        from core.checkpoints.pickles import allow_pickles
+
+        allow_pickles(True)
     if args.global_models_dirs:
         from core.checkpoints.library import set_models_dirs
 

@@ -118,6 +118,9 @@ def make_window(registry=None, **kwargs):
     freeze_startup_heap()
 
     if registry is None:
+        from app.gui.models_folders import apply_stored_dirs
+
+        apply_stored_dirs(kwargs.get("settings") or QtCore.QSettings())
         registry, problems = default_registry()
         for problem in problems:
             log.warning("%s", problem)
@@ -151,6 +154,8 @@ def run_gui(path: Path | None = None, run: bool = False, screenshot: Path | None
     window.show()
     if screenshot is None:
         offer_recovery(window)
+    else:  # unattended: a missing model file fails the run instead of opening a dialog
+        window.ask_for_file = lambda parent, missing: ""
     if path is not None and not window.open_path(path):
         if screenshot is not None:
             return 2

@@ -18,6 +18,7 @@ from app.gui.document import Document
 from app.gui.graph import WorkbenchGraph
 from app.gui.image_viewer import ImageViewer
 from app.gui.log_dock import LogView
+from app.gui.missing_files import ask_with_dialog, resolve_missing_files
 from app.gui.node_states import NodeStates
 from app.gui.palette import NodePalette
 from app.gui.properties import PropertiesPanel
@@ -46,6 +47,7 @@ class MainWindow(QtWidgets.QMainWindow):
                  autosave_path: Path | None = None) -> None:
         super().__init__()
         self.registry = registry
+        self.ask_for_file = ask_with_dialog  # where a missing model file is asked for (tests swap it)
         self.settings = settings or QtCore.QSettings()
         self.graph = WorkbenchGraph(registry, self)
         self.document = Document(self.graph, registry, self)
@@ -278,6 +280,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def run_graph(self, workflow) -> bool:
         """Run ``workflow`` (the document's, or one derived from it, such as a branch)."""
         if self.runner.running:
+            return False
+        workflow = resolve_missing_files(self, workflow, self.ask_for_file)
+        if workflow is None:
             return False
         self.states.clear()
         problems = self.runner.start(workflow)

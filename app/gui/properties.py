@@ -11,6 +11,9 @@ from PySide6 import QtCore, QtWidgets
 from app import graph_adapter as adapter
 from app.gui.param_editors import ParamEditor, make_editor
 
+#: Loaders whose panel says what the chosen file is (header only, nothing loaded).
+DESCRIBED_LOADERS = frozenset({"model.checkpoint", "model.controlnet", "model.vae", "model.lora"})
+
 
 class PropertiesPanel(QtWidgets.QScrollArea):
     """Shows one node at a time; empty when nothing or several are selected."""
@@ -20,6 +23,7 @@ class PropertiesPanel(QtWidgets.QScrollArea):
         self.graph = graph
         self.node: BaseNode | None = None
         self.editors: dict[str, ParamEditor] = {}
+        self.file_info: QtWidgets.QLabel | None = None
         self.setWidgetResizable(True)
         self._show_nothing()
         graph.property_changed.connect(self._property_changed)
@@ -40,6 +44,7 @@ class PropertiesPanel(QtWidgets.QScrollArea):
             return
         self.node = node
         self.editors = {}
+        self.file_info: QtWidgets.QLabel | None = None
         if node is None:
             self._show_nothing()
             return
@@ -63,7 +68,21 @@ class PropertiesPanel(QtWidgets.QScrollArea):
                 editor.edited.connect(lambda value, n=item.name: self._edited(n, value))
                 self.editors[item.name] = editor
                 form.addRow(item.name, editor)
+            if spec.type_id in DESCRIBED_LOADERS:
+                self.file_info = QtWidgets.QLabel()
+                self.file_info.setWordWrap(True)
+                self.file_info.setObjectName("file_info")
+                form.addRow("What it is", self.file_info)
+                self._describe_file()
         self.setWidget(form_host)
+
+    def _describe_file(self) -> None:
+        """The chosen model file as the header-only detector sees it (no loading)."""
+        from nodes.loaders import describe_choice
+
+        params = {name: self.node.get_property(adapter.param_prop(name)) for name in ("name", "path")
+                  if self.node.has_property(adapter.param_prop(name))}
+        self.file_info.setText(describe_choice(params) or "(no file chosen)")
 
     def _show_nothing(self) -> None:
         label = QtWidgets.QLabel("Select one node to edit its parameters.")
@@ -88,5 +107,7 @@ class PropertiesPanel(QtWidgets.QScrollArea):
             editor = self.editors.get(name[len(adapter.PARAM_PREFIX):])
             if editor is not None:
                 editor.set_value(value)
+            if self.file_info is not None and name[len(adapter.PARAM_PREFIX):] in ("name", "path"):
+                self._describe_file()
         elif name == "name":
             self.title_edit.setText(str(value))

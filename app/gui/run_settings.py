@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from PySide6 import QtGui, QtWidgets
 
+from app.gui.models_folders import ModelsFolders
 from core.device import DEVICE_CHOICES, DTYPE_CHOICES
 
 LABELS = {
@@ -38,6 +39,9 @@ class RunSettings:
         free.setToolTip("Forget the loaded models and cached results to give memory back")
         free.triggered.connect(self.free_models)
         self.window.actions_by_name["free_models"] = free
+        run_menu.addSeparator()
+        self.folders = ModelsFolders(self.window)
+        self.folders.build(run_menu)
 
     def _choice_menu(self, run_menu, title, key, choices, attribute) -> None:
         menu = run_menu.addMenu(title)

@@ -197,15 +197,20 @@ def _pickle(path: Path) -> Detection:
     """A pickle is refused; a torch zip one still says what it holds (opcodes read, not run)."""
     from core.checkpoints.detect_pickle import pickled_tensors
 
+    from core.checkpoints.pickles import pickles_allowed
+
     kind = path.suffix.lower() or "pickle"
     problem = (f"a {kind} pickle: refused unless allowed, because loading a pickle can run "
-               "arbitrary code; convert it to .safetensors")
+               "arbitrary code; convert it to .safetensors, or allow pickles you trust "
+               "(--allow-pickle, or DIFFUSION_WORKBENCH_ALLOW_PICKLE=1)")
+    problems, allowed = ((), (f"a {kind} pickle, read with torch.load(weights_only=True) "
+                              "because pickles are allowed",)) if pickles_allowed() else ((problem,), ())
     size = path.stat().st_size
     tensors = pickled_tensors(path)
     if not tensors:
         return Detection(str(path), "unknown", variant="pickle", size_bytes=size,
-                         notes=("what it holds is not read: that would mean unpickling it",),
-                         problems=(problem,))
+                         notes=("what it holds is not read: that would mean unpickling it",
+                                *allowed), problems=problems)
     keys = Keys(tensors, {})
     finding = classify(keys)
     if finding.family == "unknown":
@@ -213,7 +218,9 @@ def _pickle(path: Path) -> Detection:
     stats = {"size_bytes": size, "tensor_count": len(tensors),
              "parameters": sum(info.numel for info in tensors.values()),
              **_dtype_stats(tensors.values())}
-    return Detection(str(path), **_finding_fields(finding), **stats, problems=(problem,))
+    fields = _finding_fields(finding)
+    fields["notes"] = (*fields["notes"], *allowed)
+    return Detection(str(path), **fields, **stats, problems=problems)
 
 
 def _detect_folder(path: Path) -> Detection:

@@ -63,6 +63,11 @@ def set_models_dirs(dirs: Iterable[str | os.PathLike] | None) -> None:
     _configured = None if dirs is None else tuple(Path(d).expanduser() for d in dirs)
 
 
+def configured_dirs() -> list[Path]:
+    """The folders set for this process (not the environment variable's)."""
+    return list(_configured or ())
+
+
 def models_dirs() -> list[Path]:
     """The models folders in order: the ones set for this process, then the env var's."""
     dirs = list(_configured or ())

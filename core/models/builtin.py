@@ -174,9 +174,14 @@ def _flow(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
 def _vae_beside(path: Path, meta, target: _Target) -> tuple[VAEHandle, LatentRGB | None]:
     """A latent model's VAE: the file its metadata names, in the model's own
     folder (so a trained set of files travels together), and its preview map."""
-    vae_path = path.parent / f"{meta['vae']}.safetensors"
-    vae, scaling, preview = load_vae(vae_path, target.device, with_preview=True,
-                                     dtype=target.dtype)
+    return load_vae_handle(path.parent / f"{meta['vae']}.safetensors", target.device,
+                           target.dtype)
+
+
+def load_vae_handle(vae_path: Path, device: Any = "cpu",
+                    dtype: torch.dtype = torch.float32) -> tuple[VAEHandle, LatentRGB | None]:
+    """A workbench VAE file as a VAE value, and its latent preview map."""
+    vae, scaling, preview = load_vae(vae_path, device, with_preview=True, dtype=dtype)
     downscale = 2 ** (len(vae.config.block_out_channels) - 1)
     return VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path), preview
 

@@ -69,31 +69,80 @@ def module_dtype(module: torch.nn.Module) -> torch.dtype:
 
 
 class ConditionedUNet:
-    """A cross-attention U-Net (SD's ``UNet2DConditionModel``), with ControlNets."""
+    """A cross-attention U-Net (SD's ``UNet2DConditionModel``), with ControlNets.
 
-    def __init__(self, unet, clip: TextEncoder) -> None:
+    SDXL's U-Net (``addition_embed_type == "text_time"``) also takes the
+    pooled text embedding and the "micro-conditioning" time ids of each part
+    (:func:`sdxl_time_ids`); ``downscale`` turns latent sizes into the pixel
+    sizes they are given in (the VAE's factor, 8 for SD's)."""
+
+    def __init__(self, unet, clip: TextEncoder, downscale: int = 8) -> None:
         self.unet = unet
         self.clip = clip
+        self.downscale = downscale
         self.prompts = PromptMemo(clip)
 
     @torch.no_grad()
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
         parts = for_each_part(cond, x_t)
         dtype = module_dtype(self.unet)
-        contexts = [self.prompts(part, x_t[rows])[0].to(dtype) for part, rows in parts]
+        encoded = [self.prompts(part, x_t[rows]) for part, rows in parts]
+        contexts = [hidden.to(dtype) for hidden, _ in encoded]
+        added = [self._added(part, pooled, x_t[rows])
+                 for (part, rows), (_, pooled) in zip(parts, encoded)]
         context = concat_parts(contexts)
         if context is None:  # prompts of different lengths: one call per part
-            return torch.cat([self._run(x_t[rows], _rows(t, rows), part, c)
-                              for (part, rows), c in zip(parts, contexts)])
-        return self._run(x_t, t, cond, context)
+            return torch.cat([self._run(x_t[rows], _rows(t, rows), part, c, a)
+                              for (part, rows), c, a in zip(parts, contexts, added)])
+        return self._run(x_t, t, cond, context, _joined(added))
 
-    def _run(self, x_t, t, cond, context):
+    def _added(self, part: Conditioning, pooled, x_rows: torch.Tensor):
+        """SDXL's ``added_cond_kwargs`` for these rows, or None for other U-Nets."""
+        config = self.unet.config
+        if config.get("addition_embed_type") != "text_time":
+            return None
+        if pooled is None:
+            raise ValueError("SDXL needs the pooled text embedding: encode the prompt with "
+                             "its own text encoders")
+        count = ((config.projection_class_embeddings_input_dim - pooled.shape[-1])
+                 / config.addition_time_embed_dim)
+        size = (x_rows.shape[-2] * self.downscale, x_rows.shape[-1] * self.downscale)
+        ids = sdxl_time_ids(part.extras, size, refiner=count == 5)
+        dtype = module_dtype(self.unet)
+        return {"text_embeds": pooled.to(dtype),  # (B, P)
+                "time_ids": ids.to(x_rows.device, dtype).expand(x_rows.shape[0], -1)}  # (B, 6|5)
+
+    def _run(self, x_t, t, cond, context, added=None):
         dtype = module_dtype(self.unet)
         x, t_in = x_t.to(dtype), _timesteps(t, x_t, dtype)
-        down, mid = control_residuals(cond, x, t_in, context)
-        return self.unet(x, t_in, encoder_hidden_states=context,
+        down, mid = control_residuals(cond, x, t_in, context, added)
+        return self.unet(x, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
                          down_block_additional_residuals=down,
                          mid_block_additional_residual=mid).sample.to(x_t.dtype)
+
+
+def sdxl_time_ids(extras, size: tuple[int, int], refiner: bool = False) -> torch.Tensor:
+    """SDXL's micro-conditioning (Podell et al. 2023, §2.2; diffusers'
+    ``_get_add_time_ids``), in pixels, as a (1, 6) row for the base model:
+    (original h, original w, crop top, crop left, target h, target w); for
+    the refiner (1, 5): (original h, original w, crop top, crop left,
+    aesthetic score). Defaults: original = target = ``size``, crop (0, 0),
+    aesthetic score 6.0 (diffusers' default for the prompt; its negative
+    prompt gets 2.5 — set ``extras["aesthetic_score"]`` for that).
+    ``extras`` may set ``original_size``, ``crop``, ``target_size`` and
+    ``aesthetic_score``."""
+    original = tuple(extras.get("original_size", size))
+    crop = tuple(extras.get("crop", (0, 0)))
+    last = (float(extras.get("aesthetic_score", 6.0)),) if refiner else \
+        tuple(extras.get("target_size", size))
+    return torch.tensor([[*original, *crop, *last]], dtype=torch.float32)
+
+
+def _joined(added: list[dict | None]) -> dict | None:
+    """Per-part ``added_cond_kwargs`` joined along the batch."""
+    if added[0] is None:
+        return None
+    return {key: torch.cat([a[key] for a in added]) for key in added[0]}
 
 
 def _timesteps(t: torch.Tensor, x_t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -107,28 +156,39 @@ def _rows(t: torch.Tensor, rows: slice) -> torch.Tensor:
     return t if t.ndim == 0 else t[rows]
 
 
-def control_residuals(cond, x_t, t, context):
+def control_residuals(cond, x_t, t, context, added=None):
     """The summed residuals of every ControlNet hint (Zhang et al. 2023, eq. 2:
-    each adds its zero-convolution outputs to the skips). Parts of a batch
-    that share their hints run each ControlNet once over the whole batch;
-    otherwise each part gets its own hints' residuals (zeros for none)."""
+    each adds its zero-convolution outputs to the skips), or (None, None)
+    when no hint acts. Parts of a batch that share their hints run each
+    ControlNet once over the whole batch; otherwise each part gets its own
+    hints' residuals (zeros for none). ``added`` is SDXL's
+    ``added_cond_kwargs``, which SDXL ControlNets take too."""
     parts = for_each_part(cond, x_t)
     hints = [tuple(part.extras.get("control", ())) for part, _ in parts]
     if all(h == hints[0] for h in hints):
-        return _summed(hints[0], x_t, t, context)
-    per_part = [_summed(h, x_t[rows], _rows(t, rows), context[rows])
+        return _summed(hints[0], x_t, t, context, added)
+    per_part = [_summed(h, x_t[rows], _rows(t, rows), context[rows], _rows_of(added, rows))
                 for h, (_, rows) in zip(hints, parts)]
-    template = next(p for p in per_part if p[0] is not None)
+    template = next((p for p in per_part if p[0] is not None), None)
+    if template is None:
+        return None, None
     filled = [p if p[0] is not None else _zeros_like(template, x_t[rows])
               for p, (_, rows) in zip(per_part, parts)]
     down = [torch.cat(level) for level in zip(*(p[0] for p in filled))]
     return down, torch.cat([p[1] for p in filled])
 
 
-def _summed(hints, x_t, t, context):
+def _rows_of(added, rows: slice):
+    return None if added is None else {k: v[rows] for k, v in added.items()}
+
+
+def _summed(hints, x_t, t, context, added=None):
+    """The hints' residuals added up; a hint outside its steps gives (None, None)."""
     down, mid = None, None
     for hint in hints:
-        d, m = hint.residuals(x_t, t, context)
+        d, m = hint.residuals(x_t, t, context, added)
+        if d is None:
+            continue
         down = d if down is None else [a + b for a, b in zip(down, d)]
         mid = m if mid is None else mid + m
     return down, mid
@@ -178,10 +238,10 @@ class ControlHint:
         self.image = image  # (1|B, 3, H, W) in [0, 1]
         self.strength = strength
 
-    def residuals(self, x_t, t, context):
+    def residuals(self, x_t, t, context, added=None):
         """The ControlNet's (down, mid) residuals for ``x_t``, in x_t's dtype.
         A hint of B images is repeated for a batch of k·B rows (guidance's
-        ``cat([x, x])``)."""
+        ``cat([x, x])``). ``added``: SDXL's ``added_cond_kwargs``."""
         dtype = module_dtype(self.controlnet)
         factor = 2 ** (len(self.controlnet.config.conditioning_embedding_out_channels) - 1)
         size = (x_t.shape[-2] * factor, x_t.shape[-1] * factor)
@@ -196,5 +256,9 @@ class ControlHint:
         down, mid = self.controlnet(x_t.to(dtype), t.to(dtype),
                                     encoder_hidden_states=context.to(dtype),
                                     controlnet_cond=hint, conditioning_scale=self.strength,
-                                    return_dict=False)
+                                    added_cond_kwargs=_in_dtype(added, dtype), return_dict=False)
         return [d.to(x_t.dtype) for d in down], mid.to(x_t.dtype)
+
+
+def _in_dtype(added, dtype: torch.dtype):
+    return None if added is None else {k: v.to(dtype) for k, v in added.items()}

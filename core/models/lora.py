@@ -72,10 +72,11 @@ def read_lora_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from core.checkpoints.pickles import is_pickle_path, load_pickled_tensors
+
     path = Path(path).expanduser()
-    if path.suffix.lower() != ".safetensors":
-        raise CheckpointError(f"{path}: LoRAs are read from .safetensors files only "
-                              "(pickled files can run code when loaded)")
+    if is_pickle_path(path):
+        return load_pickled_tensors(path)  # refused with the reason unless allowed
     if not path.is_file():
         raise CheckpointError(f"{path}: no such LoRA file")
     try:

@@ -58,6 +58,8 @@ def window(qtbot, registry, settings, tmp_path, monkeypatch):
     from app.gui.main_window import MainWindow
 
     win = MainWindow(registry, settings=settings, autosave_path=tmp_path / "recovery.json")
+    win.asked_files = []  # a missing model file is never asked for in a dialog here
+    win.ask_for_file = lambda parent, missing: win.asked_files.append(missing) or ""
     win.show()
     qtbot.waitExposed(win)
     yield win

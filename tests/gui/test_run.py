@@ -100,12 +100,14 @@ def test_gui_stays_responsive_during_a_run(qtbot, txt2img):
 def test_a_failed_node_is_marked_red_with_its_error(qtbot, txt2img, tmp_path):
     window = txt2img
     checkpoint = window.node("checkpoint")
+    damaged = tmp_path / "damaged.safetensors"  # present, so nothing asks for it: it fails to load
+    damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
     checkpoint.set_property("param_name", "file…")
-    checkpoint.set_property("param_path", str(tmp_path / "missing.safetensors"))
+    checkpoint.set_property("param_path", str(damaged))
     outcome = _run(qtbot, window)
     assert outcome.status == "failed" and outcome.failed_node == "checkpoint"
     assert window.states.state("checkpoint") == "failed"
-    assert "missing.safetensors" in checkpoint.view.toolTip()
+    assert "damaged.safetensors" in checkpoint.view.toolTip()
     assert "failed" in window.log.toPlainText()
     window.graph.viewer().zoom_to_nodes([checkpoint.view, window.node("positive").view])
     window.grab().save(str(SCREENSHOTS / "gui-failed-node.png"))

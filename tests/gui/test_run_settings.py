@@ -51,3 +51,23 @@ def test_free_models_empties_the_cache_and_the_next_run_loads_again(qtbot, txt2i
     assert outcome.status == "finished" and "checkpoint" in outcome.executed
     qtbot.wait(10)
     QtCore.QCoreApplication.processEvents()
+
+
+def test_an_added_models_folder_is_remembered_and_searched(window, settings, tmp_path):
+    from app.gui.models_folders import apply_stored_dirs, stored_dirs
+    from core.checkpoints import library
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "x.safetensors").write_bytes(b"")
+    try:
+        assert window.run_settings.folders.add(str(folder))
+        assert stored_dirs(settings) == [str(folder)]
+        assert library.resolve("x.safetensors") == folder / "x.safetensors"
+        library.set_models_dirs(None)
+        apply_stored_dirs(settings)  # the next start
+        assert folder in library.models_dirs()
+        window.run_settings.folders.forget()
+        assert stored_dirs(settings) == [] and folder not in library.models_dirs()
+    finally:
+        library.set_models_dirs(None)

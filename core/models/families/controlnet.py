@@ -81,9 +81,10 @@ def _locate(path: Path) -> tuple[Path, dict | None]:
             return weights, json.loads(config_file.read_text())
         except json.JSONDecodeError as error:
             raise CheckpointError(f"{config_file}: damaged config ({error})") from None
-    if path.suffix.lower() != ".safetensors":
-        raise CheckpointError(f"{path}: ControlNets are read from .safetensors files only "
-                              "(pickled files can run code when loaded)")
+    from core.checkpoints.pickles import is_pickle_path, refusal, pickles_allowed
+
+    if is_pickle_path(path) and not pickles_allowed():
+        raise CheckpointError(refusal(path))
     if not path.is_file():
         raise CheckpointError(f"{path}: no such ControlNet file")
     return path, None

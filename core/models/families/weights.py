@@ -34,14 +34,16 @@ def offline() -> None:
 
 
 def open_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file, memory-mapped in its stored dtype."""
+    """Every tensor of a safetensors file, memory-mapped in its stored dtype (a
+    pickle only when the user allowed pickles: ``core.checkpoints.pickles``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from core.checkpoints.pickles import load_pickled_tensors
+
     path = Path(path).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{path}: pickled checkpoints can run arbitrary code when loaded "
-                              "and are refused; convert it to .safetensors first")
+        return load_pickled_tensors(path)  # refused with the reason unless allowed
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file")
     try:
