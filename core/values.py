@@ -57,7 +57,8 @@ class DiffusionModel:
     schedule: Schedule | None = None
     description: str = ""
     latent_rgb: Any = None  # a core.previews.LatentRGB for fast previews of latents
-    decoder: Any = None  # what turns its samples into pixels exactly (the checkpoint's VAE)
+    decoder: Any = None  # what turns its samples into pixels (the checkpoint's VAE; an
+    # ``approximate`` one, TAESD, serves the live previews and keeps the VAE as ``exact``)
     batched_cfg: bool = False
 
 

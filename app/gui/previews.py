@@ -105,19 +105,34 @@ def _tensor_bytes(*tensors: Any) -> int:
     return sum(t.nelement() * t.element_size() for t in tensors if t is not None)
 
 
+def fast_pixels(x_t: Any, x0: Any, mapping: Any, tiny: Any = None) -> tuple[Any, Any]:
+    """x_t and x̂_0 as preview pixels in [0, 1]: through the model's tiny preview
+    decoder (TAESD) when it has one — one batched call per step on this worker
+    thread, milliseconds on a GPU — else the linear latent map (or as is, for
+    pixel models)."""
+    from core.previews import preview_rgb
+
+    if tiny is None:
+        return preview_rgb(x_t, mapping), preview_rgb(x0, mapping)
+    import torch
+
+    with torch.no_grad():
+        pixels = tiny.decode(torch.cat([x_t, x0]))  # (2B, 3, H, W)
+    return pixels[:len(x_t)], pixels[len(x_t):]
+
+
 def step_preview(event: Any) -> StepPreview:
     """Build the GUI's view of a core ``Step`` event (in the worker): every
-    batch item's x_t, x̂_0 (the model's linear latent map, or as is for
-    pixel models) and ε̂ as QImages, and the step's numbers."""
+    batch item's x_t, x̂_0 (see :func:`fast_pixels`) and ε̂ as QImages, and
+    the step's numbers."""
     if event.x_t is None or event.x0 is None:  # previews off: numbers only
         return StepPreview(event.run_id, event.node_id, event.index, event.total, event.t,
                            None, None, timestep=event.extra.get("timestep"))
-    from core.previews import preview_rgb
-
     extra = event.extra
     mapping = extra.get("latent_rgb")
-    x_t = preview_images(preview_rgb(event.x_t, mapping))
-    x0 = preview_images(preview_rgb(event.x0, mapping))
+    x_t_pixels, x0_pixels = fast_pixels(event.x_t, event.x0, mapping, extra.get("preview_decoder"))
+    x_t = preview_images(x_t_pixels)
+    x0 = preview_images(x0_pixels)
     eps = preview_images(noise_rgb(event.eps)) if event.eps is not None else ()
     parameterization = extra.get("parameterization", "")
     snr, alpha_bar = signal_to_noise(parameterization, event.t)

@@ -2,7 +2,8 @@
 one sampler step, side by side, one row per batch item.
 
 The images arrive ready-made (QImages built in the run's worker thread
-from the model's fast latent-to-RGB map). "Decode with VAE" runs the
+from the model's fast latent-to-RGB map, or its tiny TAESD-class preview
+decoder when a "Preview decoder" node gave it one). "Decode with VAE" runs the
 model's own decoder on the shown step in a background job and replaces the
 fast previews with exact pixels for that step only.
 """

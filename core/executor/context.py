@@ -66,9 +66,21 @@ class NodeContext:
         """
         self._token.raise_if_cancelled()
         if self.previews:
+            extra = _split_decoder(extra)
             self._emit(Step(self.run_id, self.node_id, index, total, t, x_t, x0, eps, extra))
         else:
             self._emit(Step(self.run_id, self.node_id, index, total, t))
         self._emit(Progress(self.run_id, self.node_id, index + 1, total))
         if self._gate is not None:
             self._gate.wait(self._token)
+
+
+def _split_decoder(extra: dict) -> dict:
+    """A decoder that says it is ``approximate`` (a TAESD-class preview decoder)
+    travels as ``preview_decoder``, for the live previews; ``decoder`` stays the
+    exact one it stands in front of, because its consumers (the step view's
+    "Decode with VAE", exports, the CLI's trajectory frames) promise exact pixels."""
+    decoder = extra.get("decoder")
+    if not getattr(decoder, "approximate", False):
+        return extra
+    return {**extra, "decoder": getattr(decoder, "exact", None), "preview_decoder": decoder}
