@@ -48,80 +48,18 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from random_checkpoint import config_folder, make_checkpoint  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
-CHUNK = 1 << 24  # fp16 values per random chunk (32 MB)
 LOADERS = ("ours", "diffusers")
-PIPELINE_INDEX = {  # model_index.json of runwayml/stable-diffusion-v1-5
-    "_class_name": "StableDiffusionPipeline",
-    "feature_extractor": ["transformers", "CLIPImageProcessor"],
-    "requires_safety_checker": False,
-    "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
-    "scheduler": ["diffusers", "PNDMScheduler"],
-    "text_encoder": ["transformers", "CLIPTextModel"],
-    "tokenizer": ["transformers", "CLIPTokenizer"],
-    "unet": ["diffusers", "UNet2DConditionModel"],
-    "vae": ["diffusers", "AutoencoderKL"],
-}
 
 
 # ------------------------------------------------------------------ the file
-
-def make_checkpoint(path: Path, seed: int = 0) -> Path:
-    """The full-size SD 1.5 file: real header, random fp16 weights, streamed."""
-    import torch
-
-    sys.path.insert(0, str(ROOT))
-    from tests.layouts.files import full_size_specs, read_header, write_sparse_safetensors
-    from tests.layouts.unet_ldm import LDM_EMA_SCALARS, ldm_schedule_buffers
-
-    specs, metadata = full_size_specs("sd1", torch.float16)
-    write_sparse_safetensors(path, specs, metadata)  # the header; the data region is a hole
-    entries, _ = read_header(path)
-    with open(path, "rb") as handle:
-        start = 8 + int.from_bytes(handle.read(8), "little")
-    exact = {**ldm_schedule_buffers(), **LDM_EMA_SCALARS}  # LDM's tables, as real files hold
-    generator = torch.Generator().manual_seed(seed)
-    with open(path, "r+b") as handle:
-        handle.seek(start)
-        written = 0
-        for key, entry in sorted(entries.items(), key=lambda item: item[1]["data_offsets"][0]):
-            begin, end = entry["data_offsets"]
-            assert begin == written, f"{key}: the data region is not contiguous"
-            shape, dtype = specs[key]
-            count = torch.Size(shape).numel()
-            if key in exact:
-                _write(handle, exact[key].to(dtype).reshape(-1))
-            elif not dtype.is_floating_point:  # position_ids 0…76
-                _write(handle, torch.arange(count, dtype=dtype))
-            else:
-                for done in range(0, count, CHUNK):
-                    size = min(CHUNK, count - done)
-                    values = torch.empty(size, dtype=dtype).normal_(0.0, 0.02, generator=generator)
-                    _write(handle, values)
-            written = end
-        handle.flush()
-        os.fsync(handle.fileno())  # no write-back running while the loaders are timed
-    return path
-
-
-def _write(handle, tensor) -> None:
-    handle.write(memoryview(tensor.contiguous().numpy()).cast("B"))
-
-
-def config_folder(folder: Path) -> Path:
-    """A diffusers-style SD 1.5 config folder from the shipped configs
-    (no weights, no tokenizer files)."""
-    source = ROOT / "core" / "models" / "configs" / "sd1"
-    (folder / "model_index.json").parent.mkdir(parents=True, exist_ok=True)
-    (folder / "model_index.json").write_text(json.dumps(PIPELINE_INDEX, indent=2))
-    for component in ("unet", "vae", "text_encoder", "scheduler"):
-        name = "scheduler_config.json" if component == "scheduler" else "config.json"
-        target = folder / component / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((source / f"{component}.json").read_text(encoding="utf-8"))
-    return folder
-
+# make_checkpoint (the file: real header, random fp16 weights, streamed) and
+# config_folder (the diffusers-style SD 1.5 config folder) are shared with
+# bench/peer_full.py.
 
 def warm_read(path: Path) -> float:
     """Read the whole file once (into the page cache); its speed in GB/s."""
@@ -244,7 +182,8 @@ def main() -> None:
         return
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    path = args.file or scratch / "sd15-random-fp16.safetensors"
+    kept = Path(tempfile.gettempdir()) / "bench-load-sd15-random-fp16.safetensors"
+    path = args.file or (kept if args.keep else scratch / "sd15-random-fp16.safetensors")
     made = False
     try:
         if not path.is_file():
