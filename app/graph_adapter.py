@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from NodeGraphQt import BackdropNode, BaseNode, NodeGraph
 
+from app.gui.canvas_node_item import CanvasNodeItem
 from core.nodespec import NodeSpec
 from core.ports import PortType, compatible
 from core.registry import NodeRegistry
@@ -81,7 +82,7 @@ class SpecNode(BaseNode):
     SPEC: NodeSpec | None = None
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(qgraphics_item=CanvasNodeItem)
         spec = self.SPEC
         _hidden_props(self, spec.type_id, spec.version)
         for item in spec.sockets:
@@ -114,7 +115,7 @@ class PlaceholderNode(BaseNode):
     SPEC = None
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(qgraphics_item=CanvasNodeItem)
         _hidden_props(self, "", 1)
         self.set_port_deletion_allowed(True)  # its ports come from the file's links
         self.model.color = PLACEHOLDER_COLOUR + (255,)
@@ -184,6 +185,8 @@ def load_into(graph: NodeGraph, workflow: Workflow, registry: NodeRegistry) -> l
     """Replace the graph's contents with ``workflow``; return what was refused.
 
     Nothing is pushed on the undo stack: a freshly opened file has no history.
+    The view is fitted to the nodes, however the file was opened (a path, a
+    dropped PNG, a recovered autosave).
     """
     graph.clear_session()
     positions = workflow.ui.get("nodes", {}) if isinstance(workflow.ui.get("nodes"), dict) else {}
@@ -196,6 +199,7 @@ def load_into(graph: NodeGraph, workflow: Workflow, registry: NodeRegistry) -> l
     if made and not all(node_id in positions for node_id in made):
         graph.auto_layout_nodes(nodes=list(made.values()))
     graph.clear_selection()
+    graph.fit_to_selection()  # with nothing selected: every node
     graph.clear_undo_stack()
     return refused
 

@@ -128,8 +128,12 @@ def shape_scene(ctx, shape, color, size, position, background, rotation, pixels)
     return {"image": from_pil(image), "outline": from_pil(outline)}
 
 
-def join_row(ctx, a, b, c, d):
-    """Images side by side (same height); the batches are laid out in one row."""
+def join_row(ctx, a, b, c, d, labels=""):
+    """Images side by side (same height); the batches are laid out in one row.
+
+    ``labels`` (comma-separated, one per picture in row order) are written in a
+    strip under the pictures, so a comparison says which picture is which;
+    the pictures' own pixels are never drawn over. No labels, no strip."""
     import torch
 
     parts = [image for image in (a, b, c, d) if image is not None]
@@ -139,8 +143,33 @@ def join_row(ctx, a, b, c, d):
     if len(heights) != 1:
         raise ValueError(f"images of different heights cannot share a row: {sorted(heights)}")
     tiles = [image[:, :3] if image.shape[1] >= 3 else image.expand(-1, 3, -1, -1) for image in parts]
-    columns = torch.cat([tile[i] for tile in tiles for i in range(len(tile))], dim=-1)  # (3, H, ΣW)
-    return columns.unsqueeze(0)  # (1, 3, H, ΣW)
+    pictures = [tile[i] for tile in tiles for i in range(len(tile))]  # each (3, H, W)
+    names = [name.strip() for name in labels.split(",")] if labels.strip() else []
+    if names:
+        pictures = [torch.cat([pic, label_strip(names[i] if i < len(names) else "", pic.shape[-1])],
+                              dim=-2) for i, pic in enumerate(pictures)]  # (3, H + strip, W)
+    columns = torch.cat(pictures, dim=-1)  # (3, H (+ LABEL_STRIP), ΣW)
+    return columns.unsqueeze(0)  # (1, 3, H (+ LABEL_STRIP), ΣW)
+
+
+#: Height in pixels of the strip that carries a picture's label.
+LABEL_STRIP = 14
+
+
+def label_strip(text: str, width: int):
+    """``text`` in white on black, centred in a (3, LABEL_STRIP, width) strip
+    (PIL's built-in font: no font file is needed); cut to fit the width."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    while text and font.getbbox(text)[2] > width - 2:
+        text = text[:-1]
+    strip = Image.new("RGB", (width, LABEL_STRIP))
+    if text:
+        left, top, right, bottom = font.getbbox(text)
+        ImageDraw.Draw(strip).text(((width - right) // 2, (LABEL_STRIP - bottom - top) // 2), text,
+                                   fill=(255, 255, 255), font=font)
+    return from_pil(strip)[0]  # (3, LABEL_STRIP, width)
 
 
 def rectangle_mask(ctx, width, height, left, top, right, bottom):
@@ -278,10 +307,14 @@ NODES = (
         type_id="image.join_row",
         title="Join images in a row",
         category="image",
-        description="Lay up to four images side by side, to compare them.",
+        description="Lay up to four images side by side, to compare them, "
+                    "with a label under each if given.",
         fn=join_row,
         inputs=(_image_in("a"), Input("b", PortType.IMAGE, optional=True),
-                Input("c", PortType.IMAGE, optional=True), Input("d", PortType.IMAGE, optional=True)),
+                Input("c", PortType.IMAGE, optional=True), Input("d", PortType.IMAGE, optional=True),
+                Input("labels", PortType.STRING, default="",
+                      tooltip="Comma-separated names written under the pictures, in row order "
+                              "(a's batch first); empty: no labels")),
         outputs=(_image_out(),),
     ),
     NodeSpec(

@@ -37,7 +37,7 @@ NODES = (
         type_id="model.preview_decoder",
         title="Preview decoder (TAESD)",
         category="model",
-        description="Show the sampler's steps through a tiny decoder (TAESD family): near-VAE "
+        description="Show every denoising step through a tiny decoder (TAESD family): near-VAE "
                     "previews at little cost. The final image still comes from the VAE.",
         fn=preview_decoder,
         inputs=(Input("model", PortType.MODEL),

@@ -144,6 +144,20 @@ def test_join_row_lays_images_and_batches_side_by_side():
         image_nodes.join_row(None, a, torch.ones(1, 3, 9, 4), None, None)
 
 
+def test_join_row_writes_labels_under_the_pictures():
+    """Issue 11, item 10: a comparison row says which picture is which."""
+    a, b = torch.zeros(2, 3, 16, 64), torch.full((1, 3, 16, 64), 0.5)
+    row = image_nodes.join_row(None, a, b, None, None, labels="euler, heun")
+    assert row.shape == (1, 3, 16 + image_nodes.LABEL_STRIP, 192)
+    assert torch.equal(row[0, :, :16, :128], torch.zeros(3, 16, 128))  # pictures untouched
+    assert torch.equal(row[0, :, :16, 128:], b[0])
+    strip = row[0, :, 16:]  # (3, strip, 192)
+    assert strip[:, :, :64].max() > 0.8 and strip[:, :, 64:128].max() > 0.8  # two labels drawn
+    assert strip[:, :, :64].ne(strip[:, :, 64:128]).any()  # different words
+    assert strip[:, :, 128:].max() == 0  # the third picture has no label
+    assert image_nodes.join_row(None, a, b, None, None, labels=" ").shape[-2] == 16
+
+
 def test_rectangle_mask_covers_the_asked_fraction():
     mask = image_nodes.rectangle_mask(None, 64, 32, 0.25, 0.5, 0.75, 1.0)
     assert mask.shape == (1, 1, 32, 64)

@@ -32,6 +32,7 @@ MENU_TABLE = [
     ("&View", "&Reset zoom", "reset_zoom", ["Ctrl+0"]),
     ("&View", "&Node search", "node_search", []),  # Tab, on the canvas only
     ("&Run", "&Run", "run_workflow", ["Ctrl+Return", "Ctrl+Enter"]),
+    ("&Run", "Run &N times…", "run_times_dialog", ["Ctrl+Shift+Return"]),
     ("&Run", "&Cancel", "cancel_run", ["Esc"]),
 ]
 

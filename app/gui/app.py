@@ -127,20 +127,37 @@ def make_window(registry=None, **kwargs):
     return MainWindow(registry, **kwargs)
 
 
-def offer_recovery(window) -> None:
-    """After a crash, ask whether to restore the autosaved workflow."""
+def offer_recovery(window, path: Path | None = None) -> bool:
+    """After a crash, ask whether to restore the autosaved workflow; True if restored.
+
+    ``path`` is the file the window was about to open: the question says it is
+    opened instead on No, so that one question decides (restoring and then
+    opening it asked "Save the changes to Recovered workflow?" right after)."""
     workflow = window.autosaver.recovered()
     if workflow is None:
-        return
+        return False
     buttons = QtWidgets.QMessageBox.StandardButton
+    instead = f" (No opens {Path(path).name} instead.)" if path is not None else ""
     answer = QtWidgets.QMessageBox.question(
         window, "Recover unsaved work?",
-        "The workbench did not close properly last time. Restore the autosaved workflow?",
+        f"The workbench did not close properly last time. Restore the autosaved workflow?{instead}",
         buttons.Yes | buttons.No, buttons.Yes)
-    if answer == buttons.Yes:
-        window.document.open_workflow(workflow, "Recovered workflow")
-    else:
+    if answer != buttons.Yes:
         window.autosaver.discard()
+        return False
+    window.document.open_workflow(workflow, "Recovered workflow")
+    window.fit_view()
+    if path is not None:
+        window.statusBar().showMessage(f"Restored the autosaved workflow; {Path(path).name} was not opened")
+    return True
+
+
+def open_at_start(window, path: Path | None, recover: bool = True) -> bool:
+    """What the window shows first: the recovered workflow if the person wants
+    it, else ``path``. False only when ``path`` could not be opened."""
+    if recover and offer_recovery(window, path):
+        return True
+    return path is None or window.open_path(path)
 
 
 def run_gui(path: Path | None = None, run: bool = False, screenshot: Path | None = None) -> int:
@@ -152,13 +169,10 @@ def run_gui(path: Path | None = None, run: bool = False, screenshot: Path | None
     app = application()
     window = make_window()
     window.show()
-    if screenshot is None:
-        offer_recovery(window)
-    else:  # unattended: a missing model file fails the run instead of opening a dialog
+    if screenshot is not None:  # unattended: a missing model file fails the run instead of a dialog
         window.ask_for_file = lambda parent, missing: ""
-    if path is not None and not window.open_path(path):
-        if screenshot is not None:
-            return 2
+    if not open_at_start(window, path, recover=screenshot is None) and screenshot is not None:
+        return 2
     status = {"code": 0}
     # A screenshot run ends its own loop: QApplication.quit() would leave Qt's
     # "quit now" flag set and make every later event loop in the process return at once.

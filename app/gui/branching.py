@@ -22,12 +22,16 @@ from nodes.diffusion import MAX_SEED, SAMPLER_CHOICES
 
 PROMPT_TYPE = "conditioning.encode"
 CONTROLNET_TYPE = "conditioning.controlnet"
-THUMB = 128
+NO_POINT = "Choose a step of a sampler of this graph on the timeline to branch from"
+THUMB = 96  # A/B thumbnails: one row of them fits the short bottom dock area
+#: Wider than this, the settings and the A/B comparison sit side by side.
+SIDE_BY_SIDE = 560
 
 
 @dataclass(frozen=True)
 class BranchPoint:
-    """Where a branch starts: a sampler of the document's graph and a step k ≥ 1."""
+    """Where a branch starts: a sampler of the document's graph after k ≥ 1 of its
+    steps ("step k/N" on the timeline, k steps done); steps k+1…N are rerun."""
 
     workflow: Workflow
     sampler_id: str
@@ -48,8 +52,12 @@ class Branch:
 
 
 def branch_point(workflow: Workflow, sampler_id: str, step: int) -> BranchPoint | None:
-    """The branch point for a step of a sampler in ``workflow`` (None if it cannot branch)."""
+    """The branch point after ``step`` steps of a sampler in ``workflow`` (None if it
+    cannot branch there: not this graph's sampler, or no step left after it)."""
     if sampler_id not in workflow.nodes or workflow.nodes[sampler_id].type != SAMPLER_TYPE or step < 1:
+        return None
+    stop = int(workflow.nodes[sampler_id].params.get("stop_at_step", 0) or 0)
+    if stop and step >= stop:
         return None
     feeds = workflow.links_into(sampler_id)
     prompt = feeds.get("positive")
@@ -75,7 +83,7 @@ class BranchPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.point: BranchPoint | None = None
         self.last: Branch | None = None
-        self.where = QtWidgets.QLabel("Choose a step on the timeline (step 2 or later) to branch from")
+        self.where = QtWidgets.QLabel(NO_POINT)
         self.where.setWordWrap(True)
         self.guidance = QtWidgets.QDoubleSpinBox()
         self.guidance.setRange(0.0, 50.0)
@@ -94,6 +102,11 @@ class BranchPanel(QtWidgets.QWidget):
         self.save_button = QtWidgets.QPushButton("Save branch as…")
         self.save_button.clicked.connect(self._save_dialog)
         self.comparison = QtWidgets.QGridLayout()
+        self.comparison.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
+        self.comparison.setVerticalSpacing(2)
+        self.comparison_box = QtWidgets.QWidget()
+        self.comparison_box.setLayout(self.comparison)
+        self.box = QtWidgets.QBoxLayout(QtWidgets.QBoxLayout.Direction.BottomToTop, self)
         self._layout()
         self._set_enabled(False)
 
@@ -107,14 +120,21 @@ class BranchPanel(QtWidgets.QWidget):
         buttons = QtWidgets.QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.save_button)
-        holder = QtWidgets.QWidget()
-        holder.setLayout(self.comparison)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(self.where)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(holder)
-        layout.addStretch(1)
+        settings = QtWidgets.QVBoxLayout()
+        settings.addWidget(self.where)
+        settings.addLayout(buttons)  # above the form: in view in the short bottom dock
+        settings.addLayout(form)
+        settings.addStretch(1)
+        self.box.addLayout(settings)
+        self.box.addWidget(self.comparison_box, 1, QtCore.Qt.AlignmentFlag.AlignTop)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Side by side when wide; stacked with the A/B comparison on top when
+        narrow, so a result is never below the visible part of the dock."""
+        Direction = QtWidgets.QBoxLayout.Direction
+        self.box.setDirection(Direction.LeftToRight if event.size().width() >= SIDE_BY_SIDE
+                              else Direction.BottomToTop)
+        super().resizeEvent(event)
 
     def _set_enabled(self, enabled: bool) -> None:
         for widget in (self.guidance, self.sampler, self.seed, self.run_button):
@@ -125,19 +145,23 @@ class BranchPanel(QtWidgets.QWidget):
         self.save_button.setEnabled(enabled)
 
     # -- the branch point --------------------------------------------------------------
-    def set_point(self, point: BranchPoint | None) -> None:
+    def set_point(self, point: BranchPoint | None, total: int | None = None,
+                  reason: str = NO_POINT) -> None:
         """Fill the editors with the sampler's (and its inputs') current settings;
-        the same point again keeps what the person typed."""
+        the same point again keeps what the person typed. None disables the
+        panel and says ``reason``."""
         if point is not None and point == self.point:
             return
         self.point = point
         if point is None:
-            self.where.setText("Choose a step of a sampler of this graph (step 2 or later) to branch from")
+            self.where.setText(reason)
             self._set_enabled(False)
             return
         params = point.workflow.node(point.sampler_id).params
-        self.where.setText(f"Branch {point.sampler_id!r} after step {point.step}: the remaining "
-                           "steps run from that step's x_t with these settings")
+        of = f"/{total}" if total else ""
+        rest = f"steps {point.step + 1}–{total}" if total else "the remaining steps"
+        self.where.setText(f"Branch {point.sampler_id!r} after step {point.step}{of}: {rest} "
+                           "run again from there with these settings")
         self.guidance.setValue(float(params.get("guidance", 1.0)))
         self.sampler.setCurrentText(str(params.get("sampler", "euler")))
         self.seed.setValue(min(int(params.get("seed", 0)), self.seed.maximum()))
@@ -190,16 +214,28 @@ class BranchPanel(QtWidgets.QWidget):
             self.save_branch(path)
 
     def show_result(self, branch: Branch, images: list[tuple[str, QtGui.QImage]]) -> None:
-        """Lay out A (original) and B (branch) side by side, one row per image."""
+        """Lay out each image's A (original) and B (branch) side by side in one
+        row (one row fits the short bottom dock), and bring them into view."""
         branch.original, branch.branch = split_images(images, branch.point.workflow)
         while self.comparison.count():
             self.comparison.takeAt(0).widget().deleteLater()
-        self.comparison.addWidget(QtWidgets.QLabel("A: original"), 0, 0)
-        self.comparison.addWidget(QtWidgets.QLabel(f"B: branch at step {branch.point.step}"), 0, 1)
-        for row, pair in enumerate(zip(branch.original, branch.branch), start=1):
-            for column, image in enumerate(pair):
+        self.result_labels: list[QtWidgets.QLabel] = []
+        self.comparison.addWidget(QtWidgets.QLabel(
+            f"A: original · B: branch after step {branch.point.step}"), 0, 0, 1, -1)
+        pairs = list(zip(branch.original, branch.branch))
+        for item, pair in enumerate(pairs):
+            for side, image in enumerate(pair):
                 label = QtWidgets.QLabel()
                 label.setPixmap(QtGui.QPixmap.fromImage(image).scaled(
                     THUMB, THUMB, QtCore.Qt.AspectRatioMode.KeepAspectRatio,
                     QtCore.Qt.TransformationMode.FastTransformation))
-                self.comparison.addWidget(label, row, column)
+                caption = QtWidgets.QLabel(f"{'AB'[side]} #{item + 1}" if len(pairs) > 1 else "AB"[side])
+                caption.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+                self.comparison.addWidget(label, 1, 2 * item + side)
+                self.comparison.addWidget(caption, 2, 2 * item + side)
+                self.result_labels.append(label)
+        scroll = self.parent()
+        while scroll is not None and not isinstance(scroll, QtWidgets.QScrollArea):
+            scroll = scroll.parent()
+        if scroll is not None:
+            QtCore.QTimer.singleShot(0, lambda: scroll.ensureWidgetVisible(self.comparison_box, 0, 0))

@@ -7,6 +7,9 @@
   duplicated (NodeGraphQt's own ids change on each load and paste).
 * Files dropped on the canvas are handed to the window, not to NodeGraphQt's
   session importer.
+* The view is a :class:`~app.gui.canvas_viewer.CanvasViewer` (level of
+  detail, coloured links, gestures) and the node search is the catalogue's
+  own (:mod:`app.gui.canvas_gestures`), never NodeGraphQt's class list.
 """
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ import re
 
 from NodeGraphQt import BaseNode, NodeGraph
 from NodeGraphQt.constants import MIME_TYPE, PortTypeEnum
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 
 from app import graph_adapter as adapter
+from app.gui.canvas_gestures import CanvasGestures
+from app.gui.canvas_viewer import CanvasViewer
 from core.registry import NodeRegistry
 
 
@@ -27,10 +32,13 @@ class WorkbenchGraph(NodeGraph):
     files_dropped = QtCore.Signal(list)
 
     def __init__(self, registry: NodeRegistry, parent=None) -> None:
-        super().__init__(parent)
+        undo_stack = QtGui.QUndoStack()
+        super().__init__(parent, undo_stack=undo_stack, viewer=CanvasViewer(undo_stack=undo_stack))
+        undo_stack.setParent(self)
         self.registry = registry
         self.register_nodes(adapter.node_classes(registry))
         self._release_view_shortcuts()
+        self.gestures = CanvasGestures(self)
 
     # -- names and ids -----------------------------------------------------
     def get_unique_name(self, name: str) -> str:
@@ -152,13 +160,15 @@ class WorkbenchGraph(NodeGraph):
                 action.setShortcuts([])
 
     def show_tab_search(self) -> None:
-        """Open the node search at the cursor (NodeGraphQt's needs the mouse over it)."""
-        viewer = self.viewer()
-        viewer.tab_search_set_nodes(self._node_factory.names)
-        viewer.tab_search_toggle()
+        """Open the catalogue's node search at the cursor (or the view's centre)."""
+        self.gestures.open_search()
+
+    def toggle_node_search(self) -> None:
+        """NodeGraphQt's entry point to its own search: ours instead."""
+        self.show_tab_search()
 
     def tab_search_widget(self):
-        return self.viewer()._search_widget
+        return self.gestures.search
 
     def backdrop_selection(self, title: str = "Group"):
         """Wrap the selected nodes in a backdrop (one undo step)."""

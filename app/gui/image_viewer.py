@@ -1,6 +1,6 @@
-"""The output image dock: thumbnails of the last run's images and a view
-with zoom, fit and pixel-exact enlargement; saving writes a PNG that
-carries the workflow, so opening it restores the graph."""
+"""The output image dock: thumbnails of the last run's images, a view with
+zoom, fit and pixel-exact enlargement, and the history of runs; saving
+writes a PNG that carries the workflow, so opening it restores the graph."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui.gallery import Gallery, GalleryEntry, GalleryStrip
 from core.workflow.png import png_info_with_workflow
 
 
@@ -76,12 +77,18 @@ class ImageView(QtWidgets.QGraphicsView):
 
 
 class ImageViewer(QtWidgets.QWidget):
-    """Thumbnails above, the chosen image below, a small toolbar between."""
+    """The latest run's thumbnails above, the chosen image in the middle, the
+    history of runs (:mod:`app.gui.gallery`) below."""
 
-    def __init__(self, parent=None) -> None:
+    open_workflow_requested = QtCore.Signal(str, str)  # workflow JSON, a name for it
+
+    def __init__(self, parent=None, gallery: Gallery | None = None) -> None:
         super().__init__(parent)
         self.images: list[tuple[str, QtGui.QImage]] = []
+        self.entries: list[GalleryEntry] = []  # the latest run's, as shown in the strip
+        self.shown: GalleryEntry | None = None
         self.workflow_json = ""
+        self.gallery = gallery or Gallery(parent=self)
         self.thumbs = QtWidgets.QListWidget()
         self.thumbs.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
         self.thumbs.setIconSize(QtCore.QSize(56, 56))
@@ -89,8 +96,11 @@ class ImageViewer(QtWidgets.QWidget):
         self.thumbs.setFlow(QtWidgets.QListView.Flow.LeftToRight)
         self.thumbs.setWrapping(False)
         self.thumbs.currentRowChanged.connect(self.show_index)
+        self.history = GalleryStrip(self.gallery)
+        self.history.entry_chosen.connect(self.show_entry)
         self.view = ImageView()
         self.caption = QtWidgets.QLabel("No image yet: run the workflow (Ctrl+Enter).")
+        self.caption.setWordWrap(True)
         tools = QtWidgets.QToolBar()
         tools.addAction("Fit", self.view.fit)
         tools.addAction("Pixels", self.view.pixel_exact)
@@ -98,44 +108,71 @@ class ImageViewer(QtWidgets.QWidget):
         tools.addAction("−", lambda: self.view.zoom(0.8))
         self.save_action = tools.addAction("Save PNG…", self.save_dialog)
         self.save_action.setEnabled(False)
+        self.open_action = tools.addAction("Open its workflow", self.open_shown_workflow)
+        self.open_action.setToolTip("Open the workflow that made this image (as an unsaved document)")
+        self.open_action.setEnabled(False)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.thumbs)
         layout.addWidget(tools)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.caption)
+        layout.addWidget(QtWidgets.QLabel("History (every run, newest first)"))
+        layout.addWidget(self.history)
 
-    def set_images(self, images: list[tuple[str, QtGui.QImage]], workflow_json: str) -> None:
+    def set_images(self, images: list[tuple[str, QtGui.QImage]], workflow_json: str,
+                   labels: list[str] | None = None, source: str = "") -> None:
+        """Show a finished run's images (and add them to the history)."""
         self.images = list(images)
         self.workflow_json = workflow_json
+        labels = list(labels) if labels is not None else [node_id for node_id, _ in self.images]
+        self.entries = self.gallery.add_run(self.images, labels, workflow_json, source or "a run")
         self.thumbs.clear()
-        for node_id, image in self.images:
-            icon = QtGui.QIcon(QtGui.QPixmap.fromImage(image))
-            self.thumbs.addItem(QtWidgets.QListWidgetItem(icon, node_id))
-        self.save_action.setEnabled(bool(self.images))
+        for entry in self.entries:
+            item = QtWidgets.QListWidgetItem(QtGui.QIcon(QtGui.QPixmap.fromImage(entry.image)), entry.label)
+            item.setToolTip(entry.caption())
+            self.thumbs.addItem(item)
         if self.images:
             self.view.fit_mode = max(self.images[0][1].width(), self.images[0][1].height()) > 256
             self.thumbs.setCurrentRow(0)
         else:
-            self.view.set_image(None)
+            self.show_entry(None)
             self.caption.setText("The run made no image.")
 
+    def clear_current(self, message: str) -> None:
+        """Another workflow was opened: its strip starts empty; the history stays."""
+        self.images, self.entries, self.workflow_json = [], [], ""
+        self.thumbs.clear()
+        self.show_entry(None)
+        self.caption.setText(message)
+
     def show_index(self, row: int) -> None:
-        if 0 <= row < len(self.images):
-            node_id, image = self.images[row]
-            self.view.set_image(image)
-            self.caption.setText(f"{node_id}: {image.width()}×{image.height()} "
-                                 f"({row + 1} of {len(self.images)})")
+        if 0 <= row < len(self.entries):
+            self.show_entry(self.entries[row], f" ({row + 1} of {len(self.entries)})")
+
+    def show_entry(self, entry: GalleryEntry | None, where: str = "") -> None:
+        self.shown = entry
+        self.save_action.setEnabled(entry is not None)
+        self.open_action.setEnabled(entry is not None)
+        self.view.set_image(entry.image if entry is not None else None)
+        if entry is not None:
+            self.caption.setText(f"{entry.caption()}: {entry.image.width()}×{entry.image.height()}{where}")
 
     def current_image(self) -> QtGui.QImage | None:
-        row = self.thumbs.currentRow()
-        return self.images[row][1] if 0 <= row < len(self.images) else None
+        return self.shown.image if self.shown is not None else None
 
     def save_current(self, path: str | Path) -> Path | None:
-        image = self.current_image()
-        return save_qimage_png(image, path, self.workflow_json) if image is not None else None
+        """Save the image shown, with the workflow of the run that made it."""
+        if self.shown is None:
+            return None
+        return save_qimage_png(self.shown.image, path, self.shown.workflow_json)
 
     def save_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save image", "output.png", "PNG (*.png)")
         if path:
             self.save_current(path)
+
+    def open_shown_workflow(self) -> None:
+        if self.shown is not None:
+            self.open_workflow_requested.emit(self.shown.workflow_json,
+                                              f"workflow of {self.shown.label} (run {self.shown.run})")

@@ -15,8 +15,12 @@ from app.gui import file_actions
 from app.gui.actions import MENU_TABLE, key_sequences
 from app.gui.autosave import Autosaver
 from app.gui.document import Document
+from app.gui.examples import install as install_examples
+from app.gui.gallery import install as install_gallery
+from app.gui.queue import install as install_queue
 from app.gui.graph import WorkbenchGraph
 from app.gui.image_viewer import ImageViewer
+from app.gui.layout_docks import MIN_CANVAS_SHARE, DockLayout  # noqa: F401 - re-exported for tests
 from app.gui.log_dock import LogView
 from app.gui.missing_files import ask_with_dialog, resolve_missing_files
 from app.gui.node_states import NodeStates
@@ -31,11 +35,10 @@ from core.validation import Problem
 APP_NAME = "Diffusion Workbench"
 
 
-#: Bumped whenever docks are added or removed: a window state saved with other
-#: docks would otherwise stack the new ones where the old layout left room.
-LAYOUT_VERSION = 2
-#: The least share of the window's width the canvas keeps when the window opens.
-MIN_CANVAS_SHARE = 0.4
+#: Bumped whenever docks are added or removed (or the default layout changes): a
+#: window state saved with other docks would stack the new ones where the old
+#: layout left room.
+LAYOUT_VERSION = 3
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -54,6 +57,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.states = NodeStates(self.graph)
         self.runner = RunController(registry, self)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        self.dock_layout = DockLayout(self)
         self.actions_by_name: dict[str, QtGui.QAction] = {}
         self.setCentralWidget(self.graph.widget)
         self.setAcceptDrops(True)
@@ -64,6 +68,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.autosaver = Autosaver(self.document, autosave_path, parent=self)
         self.steer = install_steering(self)  # issue 6: steps, scrubber, pause, branch, plots
         self.run_settings = install_run_settings(self)  # device, precision, free models
+        install_examples(self)  # File → Examples…
+        self.gallery = install_gallery(self)  # run history that survives opening files
+        self.queue = install_queue(self)  # Run while running queues; Run N times
         self.resize(1400, 860)
         self._restore_layout()
         self._update_title()
@@ -86,6 +93,7 @@ class MainWindow(QtWidgets.QMainWindow):
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         self.docks[name] = dock
+        self.dock_layout.added(name, dock, area)
         if hasattr(self, "view_menu"):
             self.view_menu.addAction(dock.toggleViewAction())
         return dock
@@ -100,9 +108,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.add_dock("properties", "Properties", self.properties, area.RightDockWidgetArea)
         self.add_dock("images", "Images", self.images, area.RightDockWidgetArea)
         self.add_dock("log", "Log", self.log, area.BottomDockWidgetArea)
-        self.resizeDocks([self.docks["palette"], self.docks["images"]], [220, 380],
-                         QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["log"]], [130], QtCore.Qt.Orientation.Vertical)
+        self.dock_layout.watch_selection(self.graph.scene())
 
     def _build_menus(self) -> None:
         menus: dict[str, QtWidgets.QMenu] = {}
@@ -150,29 +156,29 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowModified(self.document.modified)
 
     def _restore_layout(self) -> None:
+        """The default layout (layout_docks), then the saved one over it if it is
+        of this layout version; sizes come at the first show, when they are known."""
+        self.dock_layout.arrange()
         geometry = self.settings.value("window/geometry")
         state = self.settings.value("window/state")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state, LAYOUT_VERSION)  # a layout from other docks is ignored
+        self._layout_restored = state is not None and self.restoreState(state, LAYOUT_VERSION)
+        self.dock_layout.readable_tabs()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
         if not self._canvas_checked:
             self._canvas_checked = True
-            QtCore.QTimer.singleShot(0, self.keep_canvas_visible)
+            sized = self.keep_canvas_visible if getattr(self, "_layout_restored", False) \
+                else self.dock_layout.default_sizes
+            QtCore.QTimer.singleShot(0, sized)  # once the window has its real size
 
     def keep_canvas_visible(self) -> None:
-        """On a narrow screen (or after a layout saved on a wider one) the
-        docks' widths left the canvas a sliver. When the canvas has less than
-        MIN_CANVAS_SHARE of the window, the side docks shrink toward 16 % and
-        30 % of it, as far as their minimum widths allow."""
-        width = self.width()
-        if self.centralWidget().width() >= MIN_CANVAS_SHARE * width:
-            return
-        self.resizeDocks([self.docks["palette"], self.docks["images"]],
-                         [int(0.16 * width), int(0.30 * width)], QtCore.Qt.Orientation.Horizontal)
+        """Side docks back to their default widths when the canvas has less than
+        MIN_CANVAS_SHARE of the window (a narrow screen, a layout saved on a
+        wider one); also done after every resize."""
+        self.dock_layout.keep_canvas_visible()
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
@@ -274,8 +280,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- running ------------------------------------------------------------------------
     def run_workflow(self) -> bool:
-        """Validate, mark problems on their nodes, and start a run if nothing blocks it."""
-        return self.run_graph(self.document.workflow())
+        """Validate, mark problems on their nodes, and start a run if nothing blocks it;
+        while a run is going, queue a copy of the workflow (app.gui.queue)."""
+        return self.queue.run_or_queue(self.document.workflow())
+
+    def run_times_dialog(self) -> None:
+        self.queue.run_times_dialog()
 
     def run_graph(self, workflow) -> bool:
         """Run ``workflow`` (the document's, or one derived from it, such as a branch)."""
@@ -290,8 +300,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.runner.running:
             self.statusBar().showMessage(f"Cannot run: {len(problems)} problem(s), see the nodes and the log")
             return False
-        self.actions_by_name["cancel_run"].setEnabled(True)
-        self.actions_by_name["run_workflow"].setEnabled(False)
+        self.actions_by_name["cancel_run"].setEnabled(True)  # Run stays enabled: it queues
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
         return True
@@ -330,7 +339,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.actions_by_name["run_workflow"].setEnabled(True)
         self.progress_bar.setVisible(False)
         if outcome.status == "finished":
-            self.images.set_images(outcome.images, outcome.workflow_json)
+            self.images.set_images(outcome.images, outcome.workflow_json, outcome.labels,
+                                   self.document.display_name())
             self.docks["images"].raise_()
         elif outcome.status == "failed":
             self.statusBar().showMessage(f"Failed: {outcome.message}")

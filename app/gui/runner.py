@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from PySide6 import QtCore, QtGui
 
+from app.gui.gallery import image_labels
 from app.gui.previews import StepPreview, batch_to_qimages, step_preview
 from core import events as ev
 from core.executor import Cancelled, CancelToken, ExecutionFailed, Executor, StepGate
@@ -23,6 +24,20 @@ from core.ports import PortType
 from core.registry import NodeRegistry
 from core.validation import Problem, ValidationError, errors_only
 from core.workflow import Workflow, dumps
+
+#: The share of the progress bar that the stepping nodes (samplers) fill, step by
+#: step; the quick nodes (loaders, encoders, decoders) share the rest. Sampling is
+#: nearly all of a run's time, so the percent follows the steps.
+STEPPING_SHARE = 0.9
+
+
+def is_stepping(spec) -> bool:
+    """A node that reports steps (a sampler, a step-by-step process): it takes a
+    schedule or a step count and does not make a schedule. An estimate for the
+    progress bar only: a quick node that reports steps still moves the bar."""
+    if spec is None or spec.output("schedule") is not None:
+        return False
+    return spec.input("steps") is not None or any(i.type is PortType.SCHEDULE for i in spec.sockets)
 
 
 @dataclass
@@ -38,6 +53,7 @@ class RunOutcome:
     device: str = ""
     workflow_json: str = ""
     failed_node: str | None = None
+    labels: list[str] = field(default_factory=list)  # per image: node title, batch index, seed
 
 
 class RunWorker(QtCore.QObject):
@@ -79,8 +95,10 @@ class RunWorker(QtCore.QObject):
             return RunOutcome("failed", str(error), workflow_json=json_text)
         except Exception as error:  # a device error or a bug: report, never crash the GUI
             return RunOutcome("failed", f"{type(error).__name__}: {error}", workflow_json=json_text)
-        return RunOutcome("finished", "", self._images(result), result.executed, result.cached,
-                          result.duration_s, result.device, json_text)
+        images = self._images(result)
+        labels = image_labels(self.workflow, [node_id for node_id, _ in images])
+        return RunOutcome("finished", "", images, result.executed, result.cached,
+                          result.duration_s, result.device, json_text, labels=labels)
 
     def _forward(self, event: ev.Event) -> None:
         if isinstance(event, ev.Step):
@@ -121,7 +139,10 @@ class RunController(QtCore.QObject):
         self._token: CancelToken | None = None
         self.gate: StepGate | None = None  # pause/step/continue of the current run
         self._order: tuple[str, ...] = ()
-        self._done_nodes = 0
+        self._weights: dict[str, float] = {}  # each visited node's share of the bar
+        self._done_weight = 0.0
+        self._shown_percent = 0
+        self._workflow: Workflow | None = None
         self._step_clock: tuple[str, float, int] | None = None
         self.device_name = ""
         self.last_outcome: RunOutcome | None = None
@@ -144,15 +165,15 @@ class RunController(QtCore.QObject):
         self._token = CancelToken()
         self.gate = StepGate()
         self._thread = QtCore.QThread()
-        self._worker = RunWorker(self.executor, workflow.copy(), self._token,
+        self._workflow = workflow.copy()
+        self._worker = RunWorker(self.executor, self._workflow, self._token,
                                  self.device, self.previews, self.gate, self.dtype)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.event.connect(self.on_event)
         self._worker.step.connect(self.on_step)
         self._worker.done.connect(self.on_done)
-        self._done_nodes = 0
-        self._order = ()
+        self._done_weight, self._shown_percent, self._order, self._weights = 0.0, 0, (), {}
         self._thread.start()
         self.started.emit()
         return problems
@@ -209,6 +230,7 @@ class RunController(QtCore.QObject):
     # -- one method per core event -------------------------------------------
     def _on_RunStarted(self, event: ev.RunStarted) -> None:
         self._order = event.node_ids
+        self._weights = self._bar_weights(event.node_ids)
         self.device_name = f"{event.device} {event.dtype}"
         for node_id in event.node_ids:
             self.node_state.emit(node_id, "queued", "queued", "")
@@ -219,13 +241,13 @@ class RunController(QtCore.QObject):
         self.log.emit(f"{event.node_title}: started", "info")
 
     def _on_NodeCached(self, event: ev.NodeCached) -> None:
-        self._done_nodes += 1
+        self._done_weight += self._weights.get(event.node_id, 0.0)
         self.node_state.emit(event.node_id, "cached", "cached", "")
         self.log.emit(f"{event.node_title}: served from the cache", "info")
         self._report(0.0, "")
 
     def _on_NodeFinished(self, event: ev.NodeFinished) -> None:
-        self._done_nodes += 1
+        self._done_weight += self._weights.get(event.node_id, 0.0)
         self.node_state.emit(event.node_id, "done", f"done {event.duration_s:.2f} s", "")
         self.log.emit(f"{event.node_title}: done in {event.duration_s:.2f} s", "info")
         self._step_clock = None
@@ -259,10 +281,24 @@ class RunController(QtCore.QObject):
         label = f"{event.step}/{event.total}"
         self.node_state.emit(event.node_id, "running", f"running {label}", "")
         speed = f", {rate:.1f} it/s" if rate else ""
-        self._report(event.step / max(event.total, 1), f"step {label}{speed}")
+        fraction = min(event.step / max(event.total, 1), 1.0)
+        self._report(fraction * self._weights.get(event.node_id, 0.0), f"step {label}{speed}")
 
-    def _report(self, fraction: float, detail: str) -> None:
-        total = max(len(self._order), 1)
-        percent = int(100 * min(1.0, (self._done_nodes + fraction) / total))
+    def _bar_weights(self, order: tuple[str, ...]) -> dict[str, float]:
+        """Each node's share of the bar: the stepping nodes split STEPPING_SHARE,
+        the others the rest (all of it when one kind is missing)."""
+        nodes = self._workflow.nodes if self._workflow is not None else {}
+        stepping = {node_id for node_id in order if node_id in nodes
+                    and is_stepping(self.registry.get(nodes[node_id].type))}
+        quick = len(order) - len(stepping)
+        share = STEPPING_SHARE if stepping and quick else (1.0 if stepping else 0.0)
+        return {node_id: share / len(stepping) if node_id in stepping else (1 - share) / quick
+                for node_id in order}
+
+    def _report(self, partial: float, detail: str) -> None:
+        """Emit the percent done: finished nodes' shares plus the running node's
+        part; never backwards (a long node's weight is only an estimate)."""
+        percent = int(100 * min(1.0, self._done_weight + partial) + 1e-9)
+        self._shown_percent = max(self._shown_percent, min(percent, 99))
         text = f"{detail} — {self.device_name}" if detail else f"running on {self.device_name}"
-        self.progress.emit(percent, text)
+        self.progress.emit(self._shown_percent, text)

@@ -111,7 +111,18 @@ class Steering(QtCore.QObject):
         self.step_view.show_step(record)
         self.schedule_plot.set_steps(self.timeline.steps(), record)
         if not self.window.runner.running:
-            self.branch_panel.set_point(branch_point(self.workflow(), record.node_id, record.index))
+            self._offer_branch(record)
+
+    def _offer_branch(self, record: StepPreview) -> None:
+        """Branch after the selected step: "step k/N" means k steps done (the
+        numbering of the timeline and the progress bar), so the branch reruns
+        steps k+1…N, and after the last step there is nothing left to branch."""
+        done = record.index + 1
+        if done >= record.total:
+            self.branch_panel.set_point(None, reason=f"Step {done}/{record.total} is the last step: "
+                                        "nothing is left to branch. Choose an earlier step on the timeline.")
+            return
+        self.branch_panel.set_point(branch_point(self.workflow(), record.node_id, done), record.total)
 
     def workflow(self):
         """The document's workflow (cached until the graph changes)."""
@@ -224,9 +235,7 @@ def install(window) -> Steering:
                     scrollable=True)
     window.add_dock("branch", "Branch", steering.branch_panel, area.RightDockWidgetArea,
                     scrollable=True)
-    for name in ("steps", "schedule", "forward", "branch"):
-        window.tabifyDockWidget(window.docks["images"], window.docks[name])
-    window.docks["images"].raise_()
+    # where these docks go (tabs under the timeline) is the window's layout: layout_docks
     menus = {menu.title(): menu for menu in (a.menu() for a in window.menuBar().actions()) if menu}
     run_menu = menus["&Run"]
     run_menu.addSeparator()

@@ -61,8 +61,9 @@ class StepView(QtWidgets.QWidget):
         self.grid.setSpacing(4)
         self.grid.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
         self.cells: list[list[QtWidgets.QLabel]] = []
-        top = QtWidgets.QHBoxLayout()
-        top.addStretch(1)
+        top = QtWidgets.QHBoxLayout()  # one row: the dock sits in the short bottom area
+        self.info.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        top.addWidget(self.info, 1)
         top.addWidget(self.auto_decode)
         top.addWidget(self.decode_button)
         holder = QtWidgets.QWidget()
@@ -71,7 +72,6 @@ class StepView(QtWidgets.QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(holder)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(self.info)
         layout.addLayout(top)
         layout.addWidget(scroll, 1)
         for column, title in enumerate(COLUMNS):

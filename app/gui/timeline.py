@@ -26,8 +26,9 @@ class Timeline(QtWidgets.QWidget):
         self.every = 1
         self.track_box = QtWidgets.QComboBox()
         self.track_box.setToolTip("Which run and sampler to scrub")
-        self.track_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.track_box.setMinimumContentsLength(18)
+        self.track_box.setSizeAdjustPolicy(
+            QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.track_box.setMinimumContentsLength(16)
         self.track_box.currentIndexChanged.connect(self._track_changed)
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setEnabled(False)
@@ -39,32 +40,36 @@ class Timeline(QtWidgets.QWidget):
         self.follow.setChecked(True)
         self.follow.setToolTip("Jump to each new step while a run goes on")
         self.every_box = _spin(1, 1000, 1, " step(s)", "Update the live view every N steps")
+        self.every_box.setPrefix("every ")
         self.every_box.valueChanged.connect(self._every_changed)
         self.budget_box = _spin(8, 65536, 256, " MB", "Memory for kept steps; older runs go first")
         self.budget_box.valueChanged.connect(self.budget_changed)
         self.info = QtWidgets.QLabel("—")
         self.memory = QtWidgets.QLabel("")
+        for label in (self.info, self.memory):  # clipped, never widening the dock area
+            label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(PLAY_MS)
         self.timer.timeout.connect(self._advance)
         self._layout()
 
     def _layout(self) -> None:
+        """Two rows, so the strip stays short in the bottom area: the slider and
+        the step's numbers; then the track and the settings."""
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.play_button)
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.track_box)
+        row.addWidget(self.slider, 3)
+        row.addWidget(self.info, 2)
         settings = QtWidgets.QHBoxLayout()
+        settings.addWidget(self.track_box)
         settings.addWidget(self.follow)
-        settings.addWidget(QtWidgets.QLabel("Update every"))
         settings.addWidget(self.every_box)
-        settings.addWidget(QtWidgets.QLabel("Keep"))
+        settings.addWidget(QtWidgets.QLabel("keep"))
         settings.addWidget(self.budget_box)
-        settings.addWidget(self.memory)
-        settings.addStretch(1)
+        settings.addWidget(self.memory, 1)
         layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(6, 2, 6, 2)
         layout.addLayout(row)
-        layout.addWidget(self.info)
         layout.addLayout(settings)
 
     # -- the history changed -----------------------------------------------------

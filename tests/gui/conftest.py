@@ -100,3 +100,17 @@ def gui_thread_garbage_collection(qapp):
     collector = collect_garbage_on_gui_thread(qapp)
     yield collector
     collector.stop()
+
+
+def _shipped_workflows() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((REPO / "workflows").glob("*.json"))}
+
+
+@pytest.fixture(autouse=True)
+def shipped_workflows_stay_unchanged():
+    """A GUI test that saves the open document must save a copy elsewhere: saving
+    over the shipped workflows once changed workflows/txt2img.json unnoticed."""
+    before = _shipped_workflows()
+    yield
+    changed = [name for name, data in _shipped_workflows().items() if before.get(name) != data]
+    assert not changed, f"a test wrote over the shipped workflow(s) {changed}"

@@ -182,6 +182,28 @@ def test_autosave_and_recovery(window, registry, settings, tmp_path, monkeypatch
     second.close()
 
 
+def test_recovery_asks_one_question(window, registry, settings, monkeypatch):
+    """Issue 11, item 5: restoring at start-up, then opening the default file,
+    asked a second question ("Save the changes to Recovered workflow?")."""
+    from app.gui.app import open_at_start
+    from app.gui.main_window import MainWindow
+
+    window.open_path(REPO / "workflows" / "txt2img.json")
+    window.node("positive").set_property("param_text", "unsaved work")
+    default = REPO / "workflows" / "txt2img.json"
+    for answer, text in ((_Buttons.Yes, "unsaved work"), (_Buttons.No, None)):
+        assert window.autosaver.autosave()  # (closing a window removes the file)
+        second = MainWindow(registry, settings=settings, autosave_path=window.autosaver.path)
+        asked = answer_dialogs(monkeypatch, answer)
+        assert open_at_start(second, default)
+        assert asked == ["Recover unsaved work?"]  # one question, whatever the answer
+        shown = second.node("positive").get_property("param_text")
+        assert shown == text if text else shown != "unsaved work"
+        assert second.isWindowModified() == (answer == _Buttons.Yes)
+        second.graph.undo_stack().setClean()
+        second.close()
+
+
 def test_layout_persists(window, registry, settings, tmp_path):
     from app.gui.main_window import MainWindow
 
@@ -204,5 +226,38 @@ def test_a_layout_saved_with_other_docks_is_not_restored(window, registry, setti
     window.docks["log"].show()
     again = MainWindow(registry, settings=settings, autosave_path=tmp_path / "r.json")
     assert not again.docks["log"].isHidden()
-    assert again.tabifiedDockWidgets(again.docks["images"])  # the default: docks in tabs
+    assert again.tabifiedDockWidgets(again.docks["steps"])  # the default: the run's views in tabs
     again.close()
+
+
+def test_file_examples_lists_the_shipped_workflows_with_pictures_and_opens_one(
+        qtbot, window, monkeypatch):
+    """File → Examples: every workflows/*.json with a picture of its graph; the chosen opens."""
+    from app.gui import examples as examples_module
+
+    action = window.actions_by_name["file_examples"]
+    file_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&File")
+    assert action in file_menu.actions()
+    shown = {}
+
+    def exec_(dialog):
+        shown["names"] = [dialog.list.item(i).text() for i in range(dialog.list.count())]
+        shown["icons"] = [dialog.list.item(i).icon() for i in range(dialog.list.count())]
+        dialog.show()
+        dialog.grab().save(str(SCREENSHOTS / "gui-examples.png"))
+        dialog.list.setCurrentRow(shown["names"].index("img2img"))
+        dialog.accept()
+        return QtWidgets.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(examples_module.ExamplesDialog, "exec", exec_)
+    action.trigger()
+    shipped = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
+    assert [n.removesuffix(" (template)") for n in shown["names"]] == shipped
+    assert "sd15-txt2img (template)" in shown["names"]
+    for icon in shown["icons"]:  # a drawn picture, not a blank square
+        image = icon.pixmap(examples_module.THUMB_SIZE).toImage()
+        colours = {image.pixel(x, y) for x in range(0, image.width(), 4) for y in range(0, image.height(), 4)}
+        assert not icon.isNull() and len(colours) > 3
+    chosen = REPO / "workflows" / "img2img.json"
+    assert window.document.path == chosen
+    assert len(window.graph.all_nodes()) == len(load(chosen).nodes)

@@ -124,3 +124,24 @@ def test_validation_problems_are_shown_before_anything_runs(txt2img):
     assert "Cannot run" in window.statusBar().currentMessage()
     window.graph.viewer().zoom_to_nodes([sampler.view, checkpoint.view])
     window.grab().save(str(SCREENSHOTS / "gui-validation.png"))
+
+
+def test_the_progress_bar_follows_the_sampler_steps(qtbot, txt2img):
+    """Issue 11, item 7: the percent tracks the steps (it read 64 % at step 3/25)."""
+    window = txt2img
+    _few_steps(window, steps=25, batch=1)
+    per_step: dict[int, int] = {}
+    values: list[int] = []
+
+    def seen(_percent: int, text: str) -> None:  # connected after the window: the bar is set
+        values.append(window.progress_bar.value())
+        if text.startswith("step "):
+            per_step[int(text.split()[1].split("/")[0])] = window.progress_bar.value()
+
+    window.runner.progress.connect(seen)
+    assert _run(qtbot, window).status == "finished"
+    assert sorted(per_step) == list(range(1, 26))
+    for step, percent in per_step.items():
+        assert abs(percent - 100 * step / 25) <= 10, (step, percent)
+    assert per_step[3] <= 25 and 90 <= per_step[24] < 100
+    assert values == sorted(values) and values[-1] == 100

@@ -1,7 +1,10 @@
-"""Issue 6: branch from step 10 with another guidance scale; A/B; save the branch."""
+"""Issue 6: branch from step 10 with another guidance scale; A/B; save the branch.
+Issue 11, item 4: one numbering ("step k/N" = k steps done, on the timeline and
+in the Branch dock), A/B in view at the default size, no branch after the last step."""
 from __future__ import annotations
 
 import torch
+from PySide6 import QtCore
 
 from core.workflow import load
 from tests.gui.conftest import REPO, SCREENSHOTS
@@ -16,9 +19,12 @@ def test_branch_from_step_10_shares_the_first_10_steps_bit_for_bit(qtbot, txt2im
     steering = window.steer
     assert run(qtbot, window).status == "finished"
     original = steering.timeline.current_track()
-    steering.timeline.scrub_to(K)
+    steering.timeline.scrub_to(K - 1)  # the K-th step: the timeline reads "step K/N"
+    assert steering.timeline.info.text().startswith(f"step {K}/{STEPS}")
     panel = steering.branch_panel
     assert panel.point is not None and (panel.point.sampler_id, panel.point.step) == ("sampler", K)
+    assert f"after step {K}/{STEPS}" in panel.where.text()
+    assert f"steps {K + 1}–{STEPS}" in panel.where.text()
     assert panel.guidance.value() == 3.0
     panel.guidance.setValue(8.0)
     assert panel.changes() == {"sampler": {"guidance": 8.0}}
@@ -46,6 +52,15 @@ def test_branch_from_step_10_shares_the_first_10_steps_bit_for_bit(qtbot, txt2im
     assert a == [image for node, image in window.runner.last_outcome.images if node == "save"]
     qtbot.wait(50)  # new labels are shown by a queued call
     panel.grab().save(str(SCREENSHOTS / "steer-branch.png"))
+    # the A/B thumbnails are in the visible part of the Branch dock at the default size
+    assert (window.width(), window.height()) == (1400, 860)
+    assert window.docks["branch"].isVisible() and not window.visibleRegion().isEmpty()
+    scroll = window.docks["branch"].widget()
+    view = scroll.viewport().rect()
+    for label in panel.result_labels + [panel.run_button]:
+        shown = QtCore.QRect(label.mapTo(scroll.viewport(), QtCore.QPoint(0, 0)), label.size())
+        assert view.contains(shown), (shown, view)
+    window.grab().save(str(SCREENSHOTS / "gui-branch-ab.png"))
     # saved as its own workflow, with the branch point in it
     path = panel.save_branch(tmp_path / "branch.json")
     saved = load(path)
@@ -56,15 +71,21 @@ def test_branch_from_step_10_shares_the_first_10_steps_bit_for_bit(qtbot, txt2im
     settle(qtbot, steering)
 
 
-def test_no_branch_from_the_first_step_or_a_branch_copy(qtbot, txt2img):
+def test_no_branch_after_the_last_step(qtbot, txt2img):
+    """At "step 3/3" nothing is left to rerun: the panel says so (it offered
+    "after step 2"); after step 1 of 3 it branches."""
     window = txt2img
     tiny(window, steps=3, batch=1)
     steering = window.steer
+    panel = steering.branch_panel
     assert run(qtbot, window).status == "finished"
+    steering.timeline.scrub_to(2)
+    assert steering.timeline.info.text().startswith("step 3/3")
+    assert panel.point is None and not panel.run_button.isEnabled()
+    assert "last step" in panel.where.text() and "nothing is left to branch" in panel.where.text()
     steering.timeline.scrub_to(0)
-    assert steering.branch_panel.point is None and not steering.branch_panel.run_button.isEnabled()
-    steering.timeline.scrub_to(1)
-    assert steering.branch_panel.run_button.isEnabled()
+    assert panel.point is not None and panel.point.step == 1 and panel.run_button.isEnabled()
+    assert "after step 1/3" in panel.where.text()
 
 
 def test_branch_editors_follow_what_feeds_the_sampler(qtbot, window):

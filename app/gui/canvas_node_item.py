@@ -1,0 +1,130 @@
+"""How a node is drawn at each zoom: level of detail that keeps titles readable.
+
+NodeGraphQt hides a node's title, port names and widgets once the node is
+narrower than 70 screen pixels ("proxy mode"), so a fitted graph showed blank
+boxes, and above that width its 9 px title shrank with the zoom to ~4 px.
+Here the viewer decides from its scale alone (:meth:`CanvasNodeItem.apply_scale`):
+
+* at or above :data:`OVERVIEW_SCALE` the node is drawn in full, its widgets'
+  labels in a light grey (NodeGraphQt's are dark grey on near-black);
+* below it the node hides its widgets and port names, as node editors do when
+  zoomed out, and shows its title in a :class:`TitleLabel` drawn at a fixed
+  screen size (it ignores the view's scale), wrapped to the node's width.
+"""
+from __future__ import annotations
+
+from NodeGraphQt.qgraphics.node_base import NodeItem
+from PySide6 import QtCore, QtGui, QtWidgets
+
+#: Below this view scale a node shows only its (large) title.
+OVERVIEW_SCALE = 0.7
+#: The overview title's font size in screen pixels.
+TITLE_PX = 12
+#: The narrowest overview title, in screen pixels (a node can be narrower).
+MIN_LABEL_PX = 64
+LABEL_TEXT = QtGui.QColor(240, 240, 240)
+LABEL_BACK = QtGui.QColor(0, 0, 0, 170)
+#: Parameter labels above a node's widgets (NodeGraphQt: rgba(220, 220, 220, 100)).
+WIDGET_LABEL_STYLE = "QGroupBox::title { color: rgb(200, 200, 200); }"
+
+
+class TitleLabel(QtWidgets.QGraphicsItem):
+    """A node's title at a fixed on-screen size, on a dark plate; clicks pass
+    through to the node."""
+
+    PAD = 3
+
+    def __init__(self, parent: QtWidgets.QGraphicsItem) -> None:
+        super().__init__(parent)
+        self.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)
+        self.setAcceptHoverEvents(False)
+        self.font = QtGui.QFont()
+        self.font.setPixelSize(TITLE_PX)
+        self.font.setBold(True)
+        self.text = ""
+        self._rect = QtCore.QRectF()
+
+    def set_text(self, text: str, width_px: float) -> None:
+        """Wrap ``text`` to ``width_px`` screen pixels, widened to MIN_LABEL_PX
+        and to the longest word (a word is never cut)."""
+        metrics = QtGui.QFontMetrics(self.font)
+        longest = max((metrics.horizontalAdvance(w) for w in text.split()), default=0)
+        width = int(max(width_px, MIN_LABEL_PX, longest + 2 * self.PAD + 1))
+        if text == self.text and int(self._rect.width()) == width:
+            return
+        flags = QtCore.Qt.TextFlag.TextWordWrap | QtCore.Qt.AlignmentFlag.AlignLeft
+        inner = metrics.boundingRect(QtCore.QRect(0, 0, width - 2 * self.PAD, 10_000), flags, text)
+        self.prepareGeometryChange()
+        self.text = text
+        self._rect = QtCore.QRectF(0, 0, width, inner.height() + 2 * self.PAD)
+
+    def boundingRect(self) -> QtCore.QRectF:  # noqa: N802 (Qt override)
+        return self._rect
+
+    def paint(self, painter: QtGui.QPainter, option, widget=None) -> None:
+        painter.save()
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        painter.setPen(QtCore.Qt.PenStyle.NoPen)
+        painter.setBrush(LABEL_BACK)
+        painter.drawRoundedRect(self._rect, 3, 3)
+        painter.setPen(LABEL_TEXT)
+        painter.setFont(self.font)
+        text_rect = self._rect.adjusted(self.PAD, self.PAD, -self.PAD, -self.PAD)
+        painter.drawText(text_rect, int(QtCore.Qt.TextFlag.TextWordWrap), self.text)
+        painter.restore()
+
+
+class CanvasNodeItem(NodeItem):
+    """NodeGraphQt's node item with the level of detail above."""
+
+    def __init__(self, name: str = "node", parent=None) -> None:
+        self.title_label = None  # NodeItem's constructor sets the name before it exists
+        super().__init__(name, parent)
+        self.title_label = TitleLabel(self)
+        self.title_label.setPos(2, 2)
+        self.title_label.setVisible(False)
+        self._scale = 1.0
+
+    @property
+    def overview(self) -> bool:
+        return self._proxy_mode
+
+    def auto_switch_mode(self) -> None:
+        """NodeGraphQt switches by the node's width on each paint; the viewer
+        switches by its scale instead (see :meth:`apply_scale`)."""
+
+    def apply_scale(self, scale: float) -> None:
+        """Show the full node or its overview for a view scale of ``scale``."""
+        self._scale = scale
+        overview = scale < OVERVIEW_SCALE
+        self.set_proxy_mode(overview)
+        if overview:
+            self.title_label.set_text(self.name, self.width * scale - 4)
+        self.title_label.setVisible(overview)
+
+    def draw_node(self) -> None:
+        """Lay the node out as if in full detail: NodeGraphQt sizes a node by its
+        *visible* widgets and port names, so a node drawn in overview shrank and
+        its widgets spilled out of it once shown."""
+        overview = self._proxy_mode
+        if overview:
+            self.set_proxy_mode(False)
+        super().draw_node()
+        if overview:
+            self.set_proxy_mode(True)
+
+    @NodeItem.name.setter
+    def name(self, name: str = "") -> None:
+        NodeItem.name.fset(self, name)
+        if self.title_label is not None and self.overview:
+            self.title_label.set_text(name, self.width * self._scale - 4)
+
+    def _align_widgets_horizontal(self, v_offset) -> None:
+        """NodeGraphQt restyles each widget's label on every layout pass:
+        append a readable title colour after it."""
+        super()._align_widgets_horizontal(v_offset)
+        for widget in self._widgets.values():
+            group = widget.widget()
+            if WIDGET_LABEL_STYLE not in group.styleSheet():
+                group.setStyleSheet(group.styleSheet() + WIDGET_LABEL_STYLE)
