@@ -25,6 +25,8 @@ from typing import Any, Iterable
 from NodeGraphQt import BackdropNode, BaseNode, NodeGraph
 
 from app.gui.canvas_node_item import CanvasNodeItem
+from app.gui.canvas_reroute import RerouteItem, traced_type
+from core.port_flow import is_pass_through
 from core.nodespec import NodeSpec
 from core.ports import PortType, compatible
 from core.registry import NodeRegistry
@@ -38,6 +40,7 @@ VERSION_PROP = "wb_version"
 TITLE_PROP = "wb_title"  # the title as the file had it ("" for none)
 GIVEN_PROP = "wb_given"  # params the file spelled out (saved even when default)
 EXTRA_PROP = "wb_extra"  # params the spec does not know: kept, never edited
+MODE_PROP = "wb_mode"  # normal, bypass or mute (core.workflow.model.MODES); undoable
 
 #: Port colours by type (RGB). Similar families share a hue.
 PORT_COLOURS: dict[PortType, tuple[int, int, int]] = {
@@ -59,6 +62,7 @@ PORT_COLOURS: dict[PortType, tuple[int, int, int]] = {
     PortType.BOOLEAN: (255, 200, 255),
 }
 PLACEHOLDER_COLOUR = (110, 40, 40)
+DEFAULT_NODE_COLOUR = (13, 18, 23)  # NodeGraphQt's NodeModel default
 
 
 def port_colour(port_type: PortType) -> tuple[int, int, int]:
@@ -82,8 +86,8 @@ class SpecNode(BaseNode):
     SPEC: NodeSpec | None = None
 
     def __init__(self) -> None:
-        super().__init__(qgraphics_item=CanvasNodeItem)
         spec = self.SPEC
+        super().__init__(qgraphics_item=RerouteItem if is_pass_through(spec) else CanvasNodeItem)
         _hidden_props(self, spec.type_id, spec.version)
         for item in spec.sockets:
             label = item.name if not item.optional else f"{item.name} (optional)"
@@ -104,6 +108,8 @@ class SpecNode(BaseNode):
     def port_type(self, port_name: str, is_input: bool) -> PortType | None:
         spec = self.SPEC
         item = spec.input(port_name) if is_input else spec.output(port_name)
+        if item is not None and is_pass_through(spec):
+            return traced_type(self, is_input)  # a reroute: the type of its links
         return item.type if item is not None else None
 
 
@@ -131,6 +137,7 @@ def _hidden_props(node: BaseNode, type_id: str, version: int) -> None:
     node.create_property(TITLE_PROP, "")
     node.create_property(GIVEN_PROP, [])
     node.create_property(EXTRA_PROP, {})
+    node.create_property(MODE_PROP, "normal")
 
 
 def node_classes(registry: NodeRegistry) -> list[type[BaseNode]]:
@@ -228,8 +235,14 @@ def _add_node(graph, node: Node, registry, workflow: Workflow, ui: Any) -> BaseN
     item.model.set_property(TYPE_PROP, node.type)
     item.model.set_property(VERSION_PROP, spec.version if spec else node.version)
     item.model.set_property(TITLE_PROP, node.title or "")
+    item.model.set_property(MODE_PROP, node.mode)
+    if hasattr(item.view, "set_mode"):
+        item.view.set_mode(node.mode)
     if isinstance(ui, dict) and _is_xy(ui.get("pos")):
         item.set_pos(float(ui["pos"][0]), float(ui["pos"][1]))
+    if isinstance(ui, dict) and _is_xy(ui.get("color"), 3):
+        colour = tuple(max(0, min(255, int(c))) for c in ui["color"][:3])
+        item.set_property("color", colour + (255,), push_undo=False)
     return item
 
 
@@ -306,6 +319,8 @@ def to_workflow(graph: NodeGraph, base_ui: dict | None = None) -> Workflow:
         node = _node_of(item)
         workflow.nodes[node.id] = node
         positions[node.id] = {"pos": [round(item.pos()[0], 1), round(item.pos()[1], 1)]}
+        if tuple(item.color()[:3]) != _default_colour(item):
+            positions[node.id]["color"] = list(item.color()[:3])
         for name, port in item.inputs().items():
             for source in port.connected_ports():
                 workflow.links.append(
@@ -334,7 +349,13 @@ def _node_of(item: BaseNode) -> Node:
             if param.name in given or value != param.default:
                 params[param.name] = value
     return Node(node_id_of(item), item.get_property(TYPE_PROP),
-                item.get_property(VERSION_PROP), title, params)
+                item.get_property(VERSION_PROP), title, params,
+                item.get_property(MODE_PROP) or "normal")
+
+
+def _default_colour(item: BaseNode) -> tuple[int, int, int]:
+    """A node's colour before anyone picks one: only a picked colour is saved."""
+    return PLACEHOLDER_COLOUR if isinstance(item, PlaceholderNode) else DEFAULT_NODE_COLOUR
 
 
 def _group_of(backdrop: BackdropNode) -> dict[str, Any]:

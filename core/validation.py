@@ -4,17 +4,23 @@ Every problem is reported at once, each naming the node (id and title) and
 the field. Problems in nodes that feed no output node are warnings: those
 nodes will not run, so a half-built branch on the canvas never blocks a run
 (as in ComfyUI). Cycles and a graph with no output node are always errors.
+
+Bypassed and muted nodes (:mod:`core.workflow.modes`) are resolved first and
+the checks run on what will really execute: a muted node's bad params do not
+block a run, an output skipped because of a mute is a warning, and a link
+that a bypass cannot pass through is an error on the node that reads it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core import graph
+from core import graph, port_flow
 from core.nodespec import NodeSpec
 from core.ports import compatible
 from core.registry import NodeRegistry
-from core.workflow.model import Node, Workflow
+from core.workflow import modes
+from core.workflow.model import MODES, Node, Workflow
 
 Severity = Literal["error", "warning"]
 
@@ -22,6 +28,7 @@ Severity = Literal["error", "warning"]
 KINDS = frozenset({
     "unknown_type", "newer_version", "bad_link", "duplicate_link", "missing_input",
     "type_mismatch", "bad_value", "unknown_param", "cycle", "no_output",
+    "bad_mode", "bypass_unmatched", "skipped",
 })
 
 
@@ -77,14 +84,35 @@ def output_nodes(workflow: Workflow, registry: NodeRegistry) -> list[str]:
     )
 
 
-def validate(workflow: Workflow, registry: NodeRegistry) -> list[Problem]:
-    """Every problem in ``workflow``; an empty list means it can run."""
+def run_roots(workflow: Workflow, registry: NodeRegistry,
+              outputs: list[str] | None = None) -> list[str]:
+    """The nodes a run pulls from: ``outputs`` when given ("run to here"),
+    else the output nodes; ``workflow`` is the mode-resolved document."""
+    if outputs is None:
+        return output_nodes(workflow, registry)
+    return sorted(node_id for node_id in outputs if node_id in workflow.nodes)
+
+
+def validate(workflow: Workflow, registry: NodeRegistry,
+             outputs: list[str] | None = None) -> list[Problem]:
+    """Every problem in ``workflow``; an empty list means it can run.
+    ``outputs`` names the nodes to run to (default: the output nodes)."""
+    problems = [_bad_mode(workflow, registry, node) for node in sorted(workflow, key=lambda n: n.id)
+                if node.mode not in MODES]
+    resolved = modes.resolve(workflow, registry)
+    problems += _mode_problems(workflow, registry, resolved, outputs)
+    original, workflow = workflow, resolved.workflow
     upstream = graph.upstream_edges(workflow.nodes, workflow.links)
-    roots = output_nodes(workflow, registry)
+    roots = run_roots(workflow, registry, outputs)
     needed = graph.pulled_from(roots, upstream)
-    problems: list[Problem] = []
     if not roots:
-        problems.append(Problem("no_output", "the workflow has no output node, so nothing would run"))
+        problems.append(Problem("no_output", _no_output_message(original, registry, outputs)))
+    for item in resolved.unmatched:
+        node = workflow.nodes[item.node_id]
+        severity = "error" if item.node_id in needed else "warning"
+        problems.append(Problem("bypass_unmatched", item.message, node.id,
+                                display_title(node, registry.get(node.type)), item.input, severity))
+    unmatched = {(item.node_id, item.input) for item in resolved.unmatched}
     for group in graph.cycles(upstream):
         names = ", ".join(f"{i!r} ({_title(workflow, registry, i)})" for i in group)
         problems.append(Problem("cycle", f"these nodes feed each other in a loop: {names}"))
@@ -98,10 +126,34 @@ def validate(workflow: Workflow, registry: NodeRegistry) -> list[Problem]:
         links_into.setdefault(link.dst_node, []).append(link)
     for node in sorted(workflow, key=lambda n: n.id):
         for problem in _check_node(workflow, registry, node, links_into.get(node.id, [])):
+            if problem.kind == "missing_input" and (node.id, problem.field) in unmatched:
+                continue  # already said: the bypass has nothing to pass through
             if node.id not in needed:
                 problem = _with_severity(problem, "warning")
             problems.append(problem)
     return problems
+
+
+def _bad_mode(workflow: Workflow, registry: NodeRegistry, node: Node) -> Problem:
+    return Problem("bad_mode", f"unknown mode {node.mode!r} (the modes are {', '.join(MODES)})",
+                   node.id, display_title(node, registry.get(node.type)), "mode")
+
+
+def _mode_problems(workflow, registry, resolved, outputs) -> list[Problem]:
+    """Skipped outputs (or skipped "run to here" targets), as warnings."""
+    targets = set(outputs) if outputs is not None else set(output_nodes(workflow, registry))
+    return [Problem("skipped", reason, node_id, modes.title_of(workflow, registry, node_id),
+                    severity="warning")
+            for node_id, reason in sorted(resolved.skipped.items()) if node_id in targets]
+
+
+def _no_output_message(original: Workflow, registry, outputs) -> str:
+    """Say why nothing would run: no output at all, or every one is muted or bypassed."""
+    wanted = run_roots(original, registry, outputs)
+    if wanted:
+        names = ", ".join(repr(modes.title_of(original, registry, i)) for i in wanted)
+        return f"every output node is muted, bypassed or skipped ({names}), so nothing would run"
+    return "the workflow has no output node, so nothing would run"
 
 
 def errors_only(problems: list[Problem]) -> list[Problem]:
@@ -194,14 +246,19 @@ def _check_links_into(workflow, registry, links, spec, problem) -> list[Problem]
                 f"the link {link} comes from an output that {link.src_node!r} does not have",
                 field,
             ))
-        elif not compatible(source.type, target.type):
-            found.append(problem(
-                "type_mismatch",
-                f"the link {link} carries {source.type.value} but this input takes "
-                f"{target.type.value}",
-                field,
-            ))
+        elif mismatch := _mismatch(workflow, registry, link, target.type):
+            found.append(problem("type_mismatch", mismatch, field))
     return found
+
+
+def _mismatch(workflow, registry, link, target_type) -> str | None:
+    """Why ``link`` cannot feed an input of ``target_type``, with the type it
+    carries traced back through reroutes (:mod:`core.port_flow`)."""
+    carried, via = port_flow.traced_source(workflow, registry, link.src_node, link.src_output)
+    if carried is None or compatible(carried, target_type):
+        return None
+    through = f" (through {', '.join(repr(i) for i in via)})" if via else ""
+    return f"the link {link} carries {carried.value}{through} but this input takes {target_type.value}"
 
 
 def _check_params(node, spec, linked, problem) -> list[Problem]:

@@ -26,6 +26,8 @@ MENU_TABLE = [
     ("&Edit", "De&lete", "delete_selected", [Key.StandardKey.Delete, "Backspace"]),
     ("&Edit", "Select &All", "select_all", [Key.StandardKey.SelectAll]),
     ("&Edit", "&Group into backdrop", "group_selection", ["Ctrl+G"]),
+    ("&Edit", "&Bypass selected nodes", "toggle_bypass", ["Ctrl+B"]),
+    ("&Edit", "&Mute selected nodes", "toggle_mute", ["Ctrl+M"]),
     ("&View", "&Fit to view", "fit_view", ["F"]),
     ("&View", "Zoom &in", "zoom_in", [Key.StandardKey.ZoomIn, "Ctrl+="]),
     ("&View", "Zoom &out", "zoom_out", [Key.StandardKey.ZoomOut]),

@@ -10,6 +10,10 @@ Here the viewer decides from its scale alone (:meth:`CanvasNodeItem.apply_scale`
 * below it the node hides its widgets and port names, as node editors do when
   zoomed out, and shows its title in a :class:`TitleLabel` drawn at a fixed
   screen size (it ignores the view's scale), wrapped to the node's width.
+
+A node's run mode shows at a glance (:meth:`CanvasNodeItem.set_mode`): a
+bypassed node is tinted purple (ComfyUI's colour for bypass), a muted one is
+drawn faded; both say so in a corner badge.
 """
 from __future__ import annotations
 
@@ -26,6 +30,38 @@ LABEL_TEXT = QtGui.QColor(240, 240, 240)
 LABEL_BACK = QtGui.QColor(0, 0, 0, 170)
 #: Parameter labels above a node's widgets (NodeGraphQt: rgba(220, 220, 220, 100)).
 WIDGET_LABEL_STYLE = "QGroupBox::title { color: rgb(200, 200, 200); }"
+#: How a node's mode is drawn: a tint over the whole node (widgets included).
+BYPASS_TINT = QtGui.QColor(170, 60, 220, 110)
+MUTED_OPACITY = 0.4
+
+
+class ModeOverlay(QtWidgets.QGraphicsItem):
+    """A tint and a badge over a bypassed node, above its widgets; clicks pass through."""
+
+    def __init__(self, parent: QtWidgets.QGraphicsItem) -> None:
+        super().__init__(parent)
+        self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)
+        self.setZValue(10_000)
+        self.mode = "normal"
+
+    def boundingRect(self) -> QtCore.QRectF:  # noqa: N802 (Qt override)
+        return self.parentItem().boundingRect()
+
+    def paint(self, painter: QtGui.QPainter, option, widget=None) -> None:
+        rect = self.boundingRect()
+        painter.save()
+        painter.setPen(QtCore.Qt.PenStyle.NoPen)
+        painter.setBrush(BYPASS_TINT if self.mode == "bypass" else QtGui.QColor(0, 0, 0, 0))
+        painter.drawRoundedRect(rect, 4, 4)
+        painter.setPen(QtGui.QColor(255, 255, 255))
+        font = QtGui.QFont()
+        font.setPixelSize(9)
+        font.setBold(True)
+        painter.setFont(font)
+        badge = rect.adjusted(0, 2, -6, 0)
+        painter.drawText(badge, int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignTop),
+                         self.mode.upper())
+        painter.restore()
 
 
 class TitleLabel(QtWidgets.QGraphicsItem):
@@ -85,6 +121,20 @@ class CanvasNodeItem(NodeItem):
         self.title_label.setPos(2, 2)
         self.title_label.setVisible(False)
         self._scale = 1.0
+        self.mode_overlay = ModeOverlay(self)
+        self.mode_overlay.setVisible(False)
+
+    @property
+    def mode(self) -> str:
+        return self.mode_overlay.mode
+
+    def set_mode(self, mode: str) -> None:
+        """Draw the node as ``normal``, ``bypass`` (purple tint) or ``mute`` (faded)."""
+        self.mode_overlay.prepareGeometryChange()
+        self.mode_overlay.mode = mode
+        self.mode_overlay.setVisible(mode in ("bypass", "mute"))
+        self.setOpacity(MUTED_OPACITY if mode == "mute" else 1.0)
+        self.mode_overlay.update()
 
     @property
     def overview(self) -> bool:
@@ -111,6 +161,8 @@ class CanvasNodeItem(NodeItem):
         if overview:
             self.set_proxy_mode(False)
         super().draw_node()
+        if getattr(self, "mode_overlay", None) is not None:
+            self.mode_overlay.prepareGeometryChange()  # the node's size may have changed
         if overview:
             self.set_proxy_mode(True)
 

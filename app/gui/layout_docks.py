@@ -6,7 +6,8 @@ that column was as wide as its widest tab (the step grid), the canvas got
 the ~90 pixels left above the tabs. The layout here:
 
 - left: the node palette (and any other left docks, tabbed);
-- right: Properties on top, tall enough for a Sampler's parameters, over
+- right: Properties on top, tall enough for a Sampler's parameters (with
+  Generate as a tab behind it: both edit nodes, and share the column), over
   Images (and any other right docks, tabbed); the right column runs the full
   height of the window;
 - bottom: the Timeline (one compact strip) over one tab group of the run's
@@ -29,13 +30,15 @@ MIN_CANVAS_SHARE = 0.4
 #: Known docks: their area and their order within it. Others keep the area
 #: they were added with and are tabbed behind that area's group.
 HOME = {"palette": Area.LeftDockWidgetArea, "properties": Area.RightDockWidgetArea,
-        "images": Area.RightDockWidgetArea, "timeline": Area.BottomDockWidgetArea,
-        "steps": Area.BottomDockWidgetArea, "branch": Area.BottomDockWidgetArea,
-        "schedule": Area.BottomDockWidgetArea, "forward": Area.BottomDockWidgetArea,
-        "log": Area.BottomDockWidgetArea}
+        "generate": Area.RightDockWidgetArea, "images": Area.RightDockWidgetArea,
+        "timeline": Area.BottomDockWidgetArea, "steps": Area.BottomDockWidgetArea,
+        "branch": Area.BottomDockWidgetArea, "schedule": Area.BottomDockWidgetArea,
+        "forward": Area.BottomDockWidgetArea, "log": Area.BottomDockWidgetArea}
 ORDER = list(HOME)
 #: Docks that sit above their area's tab group instead of in it.
 HEADS = {Area.RightDockWidgetArea: "properties", Area.BottomDockWidgetArea: "timeline"}
+#: Docks tabbed behind a head; the head stays the tab in front.
+HEAD_TABS = {"generate": "properties"}
 
 
 def _clamp(value: float, low: int, high: int) -> int:
@@ -65,9 +68,13 @@ class DockLayout(QtCore.QObject):
     def added(self, name: str, dock: QtWidgets.QDockWidget, area: Area) -> None:
         """A dock was added: remember its area; after the arrangement, tab it into its group."""
         self.areas[name] = area
-        if self.arranged:
+        if self.arranged and HEAD_TABS.get(name) in self.window.docks:
+            self.window.tabifyDockWidget(self.window.docks[HEAD_TABS[name]], dock)
+            self.window.docks[HEAD_TABS[name]].raise_()
+        elif self.arranged:
             group = self._groups().get(HOME.get(name, area), [])
-            lead = next((self.window.docks[n] for n in group if n != name and n not in HEADS.values()), None)
+            lead = next((self.window.docks[n] for n in group if n != name and n not in HEADS.values()
+                         and n not in HEAD_TABS), None)
             if lead is not None and lead is not dock:
                 self.window.tabifyDockWidget(lead, dock)
             self.readable_tabs()
@@ -86,7 +93,7 @@ class DockLayout(QtCore.QObject):
         window, docks = self.window, self.window.docks
         for area, names in self._groups().items():
             head = HEADS.get(area) if HEADS.get(area) in names else None
-            rest = [n for n in names if n != head]
+            rest = [n for n in names if n != head and n not in HEAD_TABS]
             orientation = Vertical if area in (Area.LeftDockWidgetArea, Area.RightDockWidgetArea) else Horizontal
             if head is not None:
                 window.addDockWidget(area, docks[head], orientation)
@@ -98,6 +105,11 @@ class DockLayout(QtCore.QObject):
                 for name in rest[1:]:
                     window.tabifyDockWidget(docks[rest[0]], docks[name])
                 docks[rest[0]].raise_()
+            behind = [n for n in names if head is not None and HEAD_TABS.get(n) == head]
+            for name in behind:  # after the split: a split beside a tabbed dock would tab instead
+                window.tabifyDockWidget(docks[head], docks[name])
+            if behind:
+                docks[head].raise_()
         self.arranged = True
         self.readable_tabs()
 

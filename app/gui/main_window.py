@@ -15,16 +15,20 @@ from app.gui import file_actions
 from app.gui.actions import MENU_TABLE, key_sequences
 from app.gui.autosave import Autosaver
 from app.gui.document import Document
+from app.gui.canvas_minimap import install as install_minimap
 from app.gui.examples import install as install_examples
 from app.gui.gallery import install as install_gallery
+from app.gui.generate_panel import install as install_generate
+from app.gui.canvas_inline_preview import install as install_inline_previews
 from app.gui.queue import install as install_queue
+from app.gui.canvas_node_menu import install as install_node_menu
 from app.gui.graph import WorkbenchGraph
 from app.gui.image_viewer import ImageViewer
 from app.gui.layout_docks import MIN_CANVAS_SHARE, DockLayout  # noqa: F401 - re-exported for tests
 from app.gui.log_dock import LogView
 from app.gui.missing_files import ask_with_dialog, resolve_missing_files
 from app.gui.node_states import NodeStates
-from app.gui.palette import NodePalette
+from app.gui.palette import NodePalette, add_beside_selection
 from app.gui.properties import PropertiesPanel
 from app.gui.run_settings import install as install_run_settings
 from app.gui.runner import RunController, RunOutcome
@@ -38,7 +42,7 @@ APP_NAME = "Diffusion Workbench"
 #: Bumped whenever docks are added or removed (or the default layout changes): a
 #: window state saved with other docks would stack the new ones where the old
 #: layout left room.
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -71,6 +75,10 @@ class MainWindow(QtWidgets.QMainWindow):
         install_examples(self)  # File → Examples…
         self.gallery = install_gallery(self)  # run history that survives opening files
         self.queue = install_queue(self)  # Run while running queues; Run N times
+        self.node_menu = install_node_menu(self)  # right-click a node; Ctrl+B / Ctrl+M
+        self.generate = install_generate(self)  # prompt, seed, steps… bound to the graph's nodes
+        self.inline_previews = install_inline_previews(self)  # x̂₀ and images drawn under nodes
+        self.minimap = install_minimap(self)  # the whole graph in the canvas's corner
         self.resize(1400, 860)
         self._restore_layout()
         self._update_title()
@@ -144,7 +152,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.document.changed.connect(self._update_title)
         self.graph.connection_refused.connect(self._connection_refused)
         self.graph.files_dropped.connect(self.open_dropped)
-        self.palette.node_requested.connect(self.add_node_at_centre)
+        self.palette.node_requested.connect(lambda t: add_beside_selection(self.graph, t))
         self.runner.node_state.connect(self._node_state)
         self.runner.progress.connect(self._progress)
         self.runner.log.connect(self.log.add)
@@ -256,6 +264,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def group_selection(self) -> None:
         self.graph.backdrop_selection()
 
+    def toggle_bypass(self) -> None:
+        self.node_menu.toggle_mode("bypass")  # app.gui.canvas_node_menu
+
+    def toggle_mute(self) -> None:
+        self.node_menu.toggle_mode("mute")
+
     def add_node_at_centre(self, node_type: str):
         centre = self.graph.viewer().mapToScene(self.graph.viewer().viewport().rect().center())
         return self.graph.create_node(node_type, pos=(centre.x(), centre.y()))
@@ -287,15 +301,16 @@ class MainWindow(QtWidgets.QMainWindow):
     def run_times_dialog(self) -> None:
         self.queue.run_times_dialog()
 
-    def run_graph(self, workflow) -> bool:
-        """Run ``workflow`` (the document's, or one derived from it, such as a branch)."""
+    def run_graph(self, workflow, outputs: list[str] | None = None) -> bool:
+        """Run ``workflow`` (the document's, or one derived from it, such as a branch);
+        ``outputs`` runs only to those nodes ("run to here")."""
         if self.runner.running:
             return False
         workflow = resolve_missing_files(self, workflow, self.ask_for_file)
         if workflow is None:
             return False
         self.states.clear()
-        problems = self.runner.start(workflow)
+        problems = self.runner.start(workflow, outputs)
         self.show_problems(problems)
         if not self.runner.running:
             self.statusBar().showMessage(f"Cannot run: {len(problems)} problem(s), see the nodes and the log")

@@ -1,8 +1,14 @@
 """The node palette: node types grouped by category, a search field, and
 drag-and-drop onto the canvas (NodeGraphQt's own node MIME type, so the
-canvas's drop handler creates the node where it lands)."""
+canvas's drop handler creates the node where it lands).
+
+A double-click has no drop point, so :func:`add_beside_selection` chooses one:
+right of the selection (or the view's centre), moved down past any node it
+would cover — a node created on top of another hides it and its links.
+"""
 from __future__ import annotations
 
+from NodeGraphQt import BaseNode
 from NodeGraphQt.constants import MIME_TYPE, URN_SCHEME
 from PySide6 import QtCore, QtWidgets
 
@@ -10,6 +16,8 @@ from app import graph_adapter as adapter
 from core.registry import NodeRegistry
 
 _TYPE_ROLE = QtCore.Qt.ItemDataRole.UserRole
+#: Scene units kept between a placed node and its neighbours.
+GAP = 30.0
 
 
 class _PaletteTree(QtWidgets.QTreeWidget):
@@ -93,3 +101,46 @@ class NodePalette(QtWidgets.QWidget):
         node_type = item.data(0, _TYPE_ROLE)
         if node_type:
             self.node_requested.emit(node_type)
+
+
+def node_rect(node) -> QtCore.QRectF:
+    """A node's rectangle in the scene (its body, not its selection halo)."""
+    x, y = node.pos()
+    return QtCore.QRectF(x, y, node.view.width, node.view.height)
+
+
+def free_spot(start: QtCore.QRectF, others: list[QtCore.QRectF]) -> QtCore.QPointF:
+    """The top-left for a rectangle shaped like ``start``: ``start`` itself, or
+    moved straight down past each rectangle of ``others`` it would overlap."""
+    rect = QtCore.QRectF(start)
+    for _ in range(len(others) + 1):  # each move clears at least one rectangle
+        hits = [o for o in others if o.adjusted(-GAP / 2, -GAP / 2, GAP / 2, GAP / 2).intersects(rect)]
+        if not hits:
+            break
+        rect.moveTop(max(o.bottom() for o in hits) + GAP)
+    return rect.topLeft()
+
+
+def add_beside_selection(graph, node_type: str):
+    """Create ``node_type`` right of the selected nodes, or at the view's centre
+    when none is selected, where it covers no other node (one undo step)."""
+    selected = [n for n in graph.selected_nodes() if isinstance(n, BaseNode)]
+    others = [node_rect(n) for n in graph.all_nodes() if isinstance(n, BaseNode)]
+    stack = graph.undo_stack()
+    stack.beginMacro("add node")
+    node = graph.create_node(node_type)
+    size = QtCore.QSizeF(node.view.width, node.view.height)
+    if selected:
+        around = node_rect(selected[0])
+        for other in selected[1:]:
+            around = around.united(node_rect(other))
+        start = QtCore.QRectF(QtCore.QPointF(around.right() + GAP, around.top()), size)
+    else:
+        viewer = graph.viewer()
+        centre = viewer.mapToScene(viewer.viewport().rect().center())
+        start = QtCore.QRectF(QtCore.QPointF(centre.x() - size.width() / 2,
+                                             centre.y() - size.height() / 2), size)
+    spot = free_spot(start, others)
+    node.set_pos(spot.x(), spot.y())
+    stack.endMacro()
+    return node

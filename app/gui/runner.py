@@ -65,8 +65,9 @@ class RunWorker(QtCore.QObject):
 
     def __init__(self, executor: Executor, workflow: Workflow, token: CancelToken,
                  device: str = "auto", previews: bool = True, gate: StepGate | None = None,
-                 dtype: str = "auto") -> None:
+                 dtype: str = "auto", outputs: list[str] | None = None) -> None:
         super().__init__()
+        self.outputs = outputs  # "run to here": the nodes to run to, instead of the outputs
         self.executor = executor
         self.workflow = workflow
         self.token = token
@@ -85,7 +86,7 @@ class RunWorker(QtCore.QObject):
         try:
             result = self.executor.run(self.workflow, on_event=self._forward, cancel=self.token,
                                        gate=self.gate, device=self.device, dtype=self.dtype,
-                                       previews=self.previews)
+                                       previews=self.previews, outputs=self.outputs)
         except Cancelled:
             return RunOutcome("cancelled", "the run was cancelled", workflow_json=json_text)
         except ExecutionFailed as error:
@@ -151,15 +152,16 @@ class RunController(QtCore.QObject):
     def running(self) -> bool:
         return self._thread is not None
 
-    def check(self, workflow: Workflow) -> list[Problem]:
+    def check(self, workflow: Workflow, outputs: list[str] | None = None) -> list[Problem]:
         """The engine's validation (pure Python, cheap enough for the GUI thread)."""
-        return self.executor.validate(workflow)
+        return self.executor.validate(workflow, outputs)
 
-    def start(self, workflow: Workflow) -> list[Problem]:
-        """Start a run on a snapshot; return the errors that prevent it (then nothing runs)."""
+    def start(self, workflow: Workflow, outputs: list[str] | None = None) -> list[Problem]:
+        """Start a run on a snapshot; return the errors that prevent it (then nothing runs).
+        ``outputs``: run only to these nodes ("run to here")."""
         if self.running:
             return []
-        problems = self.check(workflow)
+        problems = self.check(workflow, outputs)
         if errors_only(problems):
             return problems
         self._token = CancelToken()
@@ -167,7 +169,7 @@ class RunController(QtCore.QObject):
         self._thread = QtCore.QThread()
         self._workflow = workflow.copy()
         self._worker = RunWorker(self.executor, self._workflow, self._token,
-                                 self.device, self.previews, self.gate, self.dtype)
+                                 self.device, self.previews, self.gate, self.dtype, outputs)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.event.connect(self.on_event)

@@ -61,6 +61,7 @@ class RunResult:
     device: str
     dtype: str
     warnings: tuple[Problem, ...] = field(default_factory=tuple)
+    skipped: dict[str, str] = field(default_factory=dict)  # node id -> why it did not run (a mute)
 
 
 class Executor:
@@ -71,8 +72,8 @@ class Executor:
         self.cache = cache if cache is not None else NodeCache()
         self._busy = threading.Lock()
 
-    def validate(self, workflow: Workflow) -> list[Problem]:
-        return validate(workflow, self.registry)
+    def validate(self, workflow: Workflow, outputs: list[str] | None = None) -> list[Problem]:
+        return validate(workflow, self.registry, outputs)
 
     def free(self) -> None:
         """Drop every cached output (models included) to give memory back."""
@@ -88,8 +89,11 @@ class Executor:
         device: str = "auto",
         dtype: str = "auto",
         previews: bool = True,
+        outputs: list[str] | None = None,
     ) -> RunResult:
         """Run ``workflow`` to completion and return its output nodes' values.
+        ``outputs`` runs to those nodes instead ("run to here": only what they
+        need runs, and their values are returned, output nodes or not).
 
         Raises ``ValidationError`` (before anything runs), ``DeviceError``,
         ``ExecutionFailed`` (a node raised) or ``Cancelled``.
@@ -99,7 +103,8 @@ class Executor:
         try:
             choice = devices.choose(device, dtype)
             device_name, dtype_name = choice.describe()
-            plan = make_plan(workflow.copy(with_ui=False), self.registry, salt=f"{device_name}/{dtype_name}")
+            plan = make_plan(workflow.copy(with_ui=False), self.registry,
+                             salt=f"{device_name}/{dtype_name}", outputs=outputs)
             run = _Run(plan, self.cache, choice, cancel or CancelToken(), gate, on_event, previews)
             return run.execute()
         finally:
@@ -145,7 +150,7 @@ class _Run:
         outputs = {node_id: self.values[node_id] for node_id in self.plan.outputs}
         return RunResult(
             self.run_id, outputs, tuple(self.executed), tuple(self.cached),
-            duration, device_name, dtype_name, self.plan.warnings,
+            duration, device_name, dtype_name, self.plan.warnings, dict(self.plan.skipped),
         )
 
     def _visit(self, node: PlannedNode) -> None:

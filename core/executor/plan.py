@@ -3,7 +3,9 @@
 The plan pulls from the output nodes, so nodes that feed no output never
 run. Each planned node gets a *signature*: a hash of its type, type version,
 params and, recursively, the signatures of the nodes that feed it (plus the
-device and dtype). Equal signatures mean equal outputs, which is what makes
+device and dtype). Bypassed and muted nodes are resolved first
+(:mod:`core.workflow.modes`): the plan is made from the graph that really
+runs, so a consumer rerouted around a bypass gets a new signature. Equal signatures mean equal outputs, which is what makes
 the cache safe: change a sampler's seed and only the sampler and what comes
 after it get new signatures.
 """
@@ -11,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 from core import graph
 from core.nodespec import NodeSpec
@@ -22,10 +24,11 @@ from core.validation import (
     ValidationError,
     display_title,
     errors_only,
-    output_nodes,
     resolve_params,
+    run_roots,
     validate,
 )
+from core.workflow import modes
 from core.workflow.model import Workflow
 
 
@@ -45,22 +48,31 @@ class Plan:
     nodes: Mapping[str, PlannedNode]
     outputs: tuple[str, ...]
     warnings: tuple[Problem, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)  # node id -> why (a mute)
 
 
-def make_plan(workflow: Workflow, registry: NodeRegistry, salt: str = "") -> Plan:
-    """Validate and order ``workflow``; raise :class:`ValidationError` listing every error."""
-    problems = validate(workflow, registry)
+def make_plan(workflow: Workflow, registry: NodeRegistry, salt: str = "",
+              outputs: Sequence[str] | None = None) -> Plan:
+    """Validate and order ``workflow``; raise :class:`ValidationError` listing every error.
+    ``outputs`` ("run to here") replaces the output nodes as what the run pulls from."""
+    if outputs is not None:
+        outputs = list(outputs)
+        for node_id in outputs:
+            workflow.node(node_id)  # WorkflowError for an unknown id
+    problems = validate(workflow, registry, outputs)
     errors = errors_only(problems)
     if errors:
         raise ValidationError(errors)
-    roots = output_nodes(workflow, registry)
+    resolved = modes.resolve(workflow, registry)
+    workflow = resolved.workflow
+    roots = run_roots(workflow, registry, outputs)
     upstream = graph.upstream_edges(workflow.nodes, workflow.links)
     order = graph.execution_order(roots, upstream)
     planned: dict[str, PlannedNode] = {}
     for node_id in order:
         planned[node_id] = _plan_node(workflow, registry, node_id, planned, salt)
     warnings = tuple(p for p in problems if p.severity == "warning")
-    return Plan(tuple(order), planned, tuple(roots), warnings)
+    return Plan(tuple(order), planned, tuple(roots), warnings, dict(resolved.skipped))
 
 
 def _plan_node(

@@ -6,14 +6,15 @@ The file is JSON::
       "format": "diffusion-workbench.workflow",
       "version": 1,
       "nodes": [{"id": "noise", "type": "image.noise", "version": 1,
-                 "title": "Noise", "params": {"seed": 0}}],
+                 "title": "Noise", "params": {"seed": 0}, "mode": "bypass"}],
       "links": [{"from": ["pattern", "image"], "to": ["noise", "image"]}],
       "ui": {}
     }
 
 Writing is canonical (keys sorted, nodes by id, links sorted, two-space
 indent, final newline), so load → save is byte-for-byte stable and diffs stay
-small. Saving is atomic: a crash mid-save leaves the old file intact.
+small. A node's ``mode`` is written only when it is not ``normal``, so files
+without bypassed or muted nodes look as they always did. Saving is atomic: a crash mid-save leaves the old file intact.
 Reading is strict and every problem names where it is.
 """
 from __future__ import annotations
@@ -26,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from core.workflow.migrations import CURRENT_VERSION, MigrationError, migrate
-from core.workflow.model import NODE_ID_PATTERN, Link, Node, Workflow
+from core.workflow.model import NODE_ID_PATTERN, NORMAL, Link, Node, Workflow
 from core.workflow.png import PNG_MAGIC, workflow_text_from_png
 
 FORMAT_ID = "diffusion-workbench.workflow"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 _TOP_KEYS = {"format", "version", "nodes", "links", "ui"}
-_NODE_KEYS = {"id", "type", "version", "title", "params"}
+_NODE_KEYS = {"id", "type", "version", "title", "params", "mode"}
 _LINK_KEYS = {"from", "to"}
 
 
@@ -50,6 +51,8 @@ def to_data(workflow: Workflow) -> dict[str, Any]:
         if node.title is not None:
             item["title"] = node.title
         item["params"] = node.params
+        if node.mode != NORMAL:
+            item["mode"] = node.mode
         nodes.append(item)
     links = [
         {"from": [ln.src_node, ln.src_output], "to": [ln.dst_node, ln.dst_input]}
@@ -138,7 +141,9 @@ def _node_from_data(item: Any, where: str) -> Node:
     _expect(title is None or isinstance(title, str), f"{where}: 'title' must be text")
     params = item.get("params", {})
     _expect(isinstance(params, dict), f"{where}: 'params' must be an object")
-    return Node(id=node_id, type=type_id, version=version, title=title, params=params)
+    mode = item.get("mode", NORMAL)  # an unknown mode is validation's to report
+    _expect(isinstance(mode, str) and mode != "", f"{where}: 'mode' must be text")
+    return Node(id=node_id, type=type_id, version=version, title=title, params=params, mode=mode)
 
 
 def _link_from_data(item: Any, where: str) -> Link:

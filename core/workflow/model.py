@@ -18,6 +18,14 @@ from typing import Any, Iterator
 #: (``\Z``, not ``$``, which would also accept a final newline.)
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
+#: How a node takes part in a run (ComfyUI's modes): ``normal`` runs it;
+#: ``bypass`` skips it and passes each output through from its first linked
+#: input of the same type; ``mute`` skips it and whatever needs its outputs.
+#: A closed set: a file with another mode loads (and saves) unchanged, and
+#: validation names the node.
+MODES = ("normal", "bypass", "mute")
+NORMAL = "normal"
+
 
 class WorkflowError(ValueError):
     """An edit that would make the document inconsistent."""
@@ -32,6 +40,7 @@ class Node:
     version: int = 1
     title: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    mode: str = NORMAL
 
 
 @dataclass(frozen=True, order=True)
@@ -120,7 +129,8 @@ class Workflow:
         """A deep copy: the executor runs on one (without the ``ui`` block it
         never reads) so edits never race a run."""
         nodes = {
-            node_id: Node(node.id, node.type, node.version, node.title, _copy_params(node.params))
+            node_id: Node(node.id, node.type, node.version, node.title,
+                          _copy_params(node.params), node.mode)
             for node_id, node in self.nodes.items()
         }
         ui = copy.deepcopy(self.ui) if with_ui else {}
