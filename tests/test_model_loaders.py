@@ -232,3 +232,21 @@ def test_the_transformer_needs_a_pooled_embedding(loaded):
     given = network(x, torch.tensor([500.0]),
                     cond=Conditioning("a blue square", hidden, {"pooled": pooled}))
     assert from_text.shape == (1, 4, 16, 16) and torch.allclose(from_text, given, atol=1e-5)
+
+
+def test_network_calls_run_in_inference_mode_and_return_ordinary_tensors(loaded):
+    """The U-Net runs under inference mode (faster than no_grad); what comes back
+    is an ordinary tensor that samplers may update in place and autograd may read."""
+    network = loaded["shapes-ldm"].model.denoiser.network
+    seen = []
+    network.unet.register_forward_hook(lambda *args: seen.append(torch.is_inference_mode_enabled()))
+    x = torch.randn(2, 4, 16, 16, generator=gen(0))
+    out = network(x, torch.tensor(500.0), Conditioning(text="a red circle"))
+    assert seen == [True]
+    assert not out.is_inference()
+    out.add_(1.0)  # an inference tensor would refuse this outside inference mode
+    with torch.no_grad():
+        reference = network.unet(x, torch.full((2,), 500.0),
+                                 encoder_hidden_states=network.prompts(
+                                     Conditioning(text="a red circle"), x)[0]).sample
+    torch.testing.assert_close(out - 1.0, reference)

