@@ -244,35 +244,7 @@ class ConditionedTransformer:
                                 timestep=_timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
 
 
-class ControlHint:
-    """One ControlNet with its hint image and strength, riding on a conditioning."""
-
-    def __init__(self, controlnet: Any, image: torch.Tensor, strength: float) -> None:
-        self.controlnet = controlnet
-        self.image = image  # (1|B, 3, H, W) in [0, 1]
-        self.strength = strength
-
-    def residuals(self, x_t, t, context, added=None):
-        """The ControlNet's (down, mid) residuals for ``x_t``, in x_t's dtype.
-        A hint of B images is repeated for a batch of k·B rows (guidance's
-        ``cat([x, x])``). ``added``: SDXL's ``added_cond_kwargs``."""
-        dtype = module_dtype(self.controlnet)
-        factor = 2 ** (len(self.controlnet.config.conditioning_embedding_out_channels) - 1)
-        size = (x_t.shape[-2] * factor, x_t.shape[-1] * factor)
-        hint = self.image.to(device=x_t.device, dtype=dtype)
-        if hint.shape[-2:] != size:
-            hint = torch.nn.functional.interpolate(hint, size=size, mode="bilinear",
-                                                   align_corners=False)
-        if x_t.shape[0] % len(hint):
-            raise ValueError(f"a ControlNet hint of {len(hint)} images cannot condition a "
-                             f"batch of {x_t.shape[0]}")
-        hint = hint.repeat(x_t.shape[0] // len(hint), 1, 1, 1)  # (B, 3, H·f, W·f)
-        down, mid = self.controlnet(x_t.to(dtype), t.to(dtype),
-                                    encoder_hidden_states=context.to(dtype),
-                                    controlnet_cond=hint, conditioning_scale=self.strength,
-                                    added_cond_kwargs=_in_dtype(added, dtype), return_dict=False)
-        return [d.to(x_t.dtype) for d in down], mid.to(x_t.dtype)
-
-
-def _in_dtype(added, dtype: torch.dtype):
-    return None if added is None else {k: v.to(dtype) for k, v in added.items()}
+#: A ControlNet hint acting on every step (Zhang et al. 2023): the timed hint
+#: with its default range, kept under its old name for callers that never
+#: restrict the steps.
+from core.models.families.controlnet import TimedControlHint as ControlHint  # noqa: E402
