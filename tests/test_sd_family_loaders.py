@@ -432,3 +432,32 @@ def test_full_size_headers_give_the_published_configs(family, tmp_path):
         cls = CLIPTextModelWithProjection if kind == "clip_g" else CLIPTextModel
         with torch.device("meta"):
             assert parameter_count(cls(CLIPTextConfig(**text))) == count
+
+
+def test_an_sd2_unet_with_an_extra_embedding_is_refused_not_misread(tmp_path):
+    """unCLIP and upscaler U-Nets carry ``label_emb``: loading them as plain SD 2.x
+    once dropped it silently and sampled with the wrong network."""
+    import torch
+
+    from core.models.families.sd_loader import load_sd
+    from tests.layouts.files import tiny_sd2_checkpoint, write_safetensors
+
+    made = tiny_sd2_checkpoint(tmp_path / "plain.safetensors")
+    width = made.tensors["model.diffusion_model.time_embed.0.weight"].shape[0]
+    extra = {"model.diffusion_model.label_emb.0.0.weight": torch.randn(width, 48),
+             "model.diffusion_model.label_emb.0.0.bias": torch.randn(width)}
+    path = write_safetensors(tmp_path / "unclip.safetensors", {**made.tensors, **extra})
+    with pytest.raises(CheckpointError, match="unclip.safetensors.*label_emb"):
+        load_sd(path)
+
+
+def test_an_sdxl_file_missing_half_of_an_embedding_is_a_checkpoint_error(tmp_path):
+    """diffusers' converter raised a bare KeyError for a partial ``label_emb``."""
+    from core.models.families.sd_loader import load_sd
+    from tests.layouts.files import tiny_sdxl_checkpoint, write_safetensors
+
+    made = tiny_sdxl_checkpoint(tmp_path / "full.safetensors")
+    tensors = {k: v for k, v in made.tensors.items() if "label_emb.0.2" not in k}
+    path = write_safetensors(tmp_path / "partial.safetensors", tensors)
+    with pytest.raises(CheckpointError, match="partial.safetensors.*U-Net"):
+        load_sd(path)

@@ -38,7 +38,7 @@ from core.models.families.sd_vae import (
     vae_dtype,
     vae_from,
 )
-from core.models.families.weights import open_tensors
+from core.models.families.weights import loading_errors, open_tensors
 
 __all__ = ["SD_FAMILIES", "PREDICTIONS", "load_sd", "load_sd_vae_file"]
 
@@ -69,9 +69,14 @@ def load_sd(path, family: str | None = None, *, prediction: str | None = None, c
         return _from_folder(Path(path).expanduser(), family, prediction, vae, device, dtype)
     tensors = open_tensors(path)  # refuses pickles, missing and unreadable files
     family, guessed = _family(path, family)
+    if family in ("sd1", "sd2") and any(k.endswith("label_emb.0.0.weight") for k in tensors):
+        raise CheckpointError(f"{path}: an {TITLES[family]} U-Net with an extra embedding input "
+                              "(label_emb: an unCLIP or upscaler model), which cannot be loaded "
+                              "as a plain text-to-image model")
     clip = load_sd_text_encoders(family, tensors, path, clip_l=clip_l, clip_g=clip_g, dtype=dtype,
                                  device=device, overrides=overrides)
-    weights = unet_weights(tensors)
+    with loading_errors(path, "U-Net"):  # the converter raises KeyError on a partial file
+        weights = unet_weights(tensors)
     if weights is None:
         raise CheckpointError(f"{path}: no U-Net in this file (neither model.diffusion_model."
                               "input_blocks… nor down_blocks… keys)")
