@@ -5,9 +5,10 @@ run. Each planned node gets a *signature*: a hash of its type, type version,
 params and, recursively, the signatures of the nodes that feed it (plus the
 device and dtype). Bypassed and muted nodes are resolved first
 (:mod:`core.workflow.modes`): the plan is made from the graph that really
-runs, so a consumer rerouted around a bypass gets a new signature. Equal signatures mean equal outputs, which is what makes
-the cache safe: change a sampler's seed and only the sampler and what comes
-after it get new signatures.
+runs, so a consumer rerouted around a bypass gets a new signature. Equal
+signatures mean equal outputs, which is what makes the cache safe: change a
+sampler's seed and only the sampler and what comes after it get new
+signatures.
 """
 from __future__ import annotations
 

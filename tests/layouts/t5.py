@@ -32,15 +32,13 @@ SD3 pads the concatenated CLIP states to T5's width.
 from __future__ import annotations
 
 import json
-import os
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
 from tests.layouts import randomize_
+from tests.layouts.files import TinyFile, write_safetensors, write_sparse_safetensors  # noqa: F401
 
 CONFIGS = Path(__file__).resolve().parents[2] / "core" / "models" / "configs"
 CLIP_VOCAB = 49408  # the real vocabulary, so the real tokenizer's ids fit
@@ -55,81 +53,19 @@ TINY_T5 = dict(vocab_size=32128, d_model=96, d_kv=8, d_ff=128, num_layers=2, num
                feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True,
                dropout_rate=0.1, layer_norm_epsilon=1e-6, tie_word_embeddings=False,
                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 T5_TIED_KEY = "encoder.embed_tokens.weight"
 
 
-@dataclass
-class TinyFile:
-    """A tiny file and the diffusers/transformers source of every tensor in it.
-
-    The same interface as ``tests.layouts.files.TinyFile``: ``models`` (component →
-    module whose weights the file holds), ``configs`` (component → JSON-ready config
-    with ``_class_name`` / ``architectures``), ``tensors`` (exactly what was written,
-    by file key). Loading the file must give ``state_dict(component)`` exactly.
-    All-in-one files use diffusers pipeline names (SD3: transformer, vae,
-    text_encoder = CLIP-L, text_encoder_2 = CLIP-G, text_encoder_3 = T5; Flux:
-    transformer, text_encoder = CLIP-L, text_encoder_2 = T5); standalone
-    text-encoder files use their role: ``clip_l``, ``clip_g``, ``t5xxl``.
-    """
-
-    path: Path
-    models: dict[str, torch.nn.Module]
-    configs: dict[str, dict]
-    tensors: dict[str, torch.Tensor] = field(repr=False)
-
-    def state_dict(self, component: str) -> dict[str, torch.Tensor]:
-        return self.models[component].state_dict()
-
-    def write_config_folder(self, folder) -> Path:
-        """``folder/<component>/config.json`` for each component, diffusers-style."""
-        folder = Path(folder)
-        for component, config in self.configs.items():
-            target = folder / component / "config.json"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(config, indent=2, sort_keys=True))
-        return folder
+# TinyFile (tests.layouts.files): all-in-one files use diffusers pipeline names (SD3:
+# transformer, vae, text_encoder = CLIP-L, text_encoder_2 = CLIP-G, text_encoder_3 = T5;
+# Flux: transformer, text_encoder = CLIP-L, text_encoder_2 = T5); standalone
+# text-encoder files use their role: clip_l, clip_g, t5xxl.
 
 
 def load_config(folder: str, name: str) -> dict:
     """A shipped full-size config (``core/models/configs/<folder>/<name>.json``)."""
     with open(CONFIGS / folder / f"{name}.json", encoding="utf-8") as handle:
         return json.load(handle)
-
-
-def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
-                      metadata: Mapping[str, str] | None = None) -> Path:
-    """Write ``tensors`` (contiguous CPU copies) to ``path``."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path),
-              metadata=dict(metadata) if metadata else None)
-    return path
-
-
-def write_sparse_safetensors(path: str | os.PathLike,
-                             specs: Mapping[str, tuple[tuple[int, ...], torch.dtype]]) -> Path:
-    """A valid safetensors file of full size whose data region is a hole (a few kB on disk).
-
-    ``specs`` maps key → (shape, dtype), as ``tests.layouts.files`` does.
-    """
-    header, offset = {}, 0
-    for key in sorted(specs):
-        shape, dtype = specs[key]
-        nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
-        header[key] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(shape),
-                       "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # the data region starts 8-byte aligned
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(raw)) + raw)
-        handle.truncate(8 + len(raw) + offset)
-    return path
 
 
 def with_dtype(shapes: Mapping[str, tuple[int, ...]], dtype: torch.dtype) -> dict:
