@@ -41,6 +41,7 @@ TITLE_PROP = "wb_title"  # the title as the file had it ("" for none)
 GIVEN_PROP = "wb_given"  # params the file spelled out (saved even when default)
 EXTRA_PROP = "wb_extra"  # params the spec does not know: kept, never edited
 MODE_PROP = "wb_mode"  # normal, bypass or mute (core.workflow.model.MODES); undoable
+COLLAPSED_PROP = "wb_collapsed"  # drawn as its title bar only; saved in ui.nodes; undoable
 
 #: Port colours by type (RGB). Similar families share a hue.
 PORT_COLOURS: dict[PortType, tuple[int, int, int]] = {
@@ -138,6 +139,7 @@ def _hidden_props(node: BaseNode, type_id: str, version: int) -> None:
     node.create_property(GIVEN_PROP, [])
     node.create_property(EXTRA_PROP, {})
     node.create_property(MODE_PROP, "normal")
+    node.create_property(COLLAPSED_PROP, False)
 
 
 def node_classes(registry: NodeRegistry) -> list[type[BaseNode]]:
@@ -243,6 +245,10 @@ def _add_node(graph, node: Node, registry, workflow: Workflow, ui: Any) -> BaseN
     if isinstance(ui, dict) and _is_xy(ui.get("color"), 3):
         colour = tuple(max(0, min(255, int(c))) for c in ui["color"][:3])
         item.set_property("color", colour + (255,), push_undo=False)
+    if isinstance(ui, dict) and ui.get("collapsed") is True:
+        item.model.set_property(COLLAPSED_PROP, True)
+        if hasattr(item.view, "set_collapsed"):
+            item.view.set_collapsed(True)
     return item
 
 
@@ -321,6 +327,8 @@ def to_workflow(graph: NodeGraph, base_ui: dict | None = None) -> Workflow:
         positions[node.id] = {"pos": [round(item.pos()[0], 1), round(item.pos()[1], 1)]}
         if tuple(item.color()[:3]) != _default_colour(item):
             positions[node.id]["color"] = list(item.color()[:3])
+        if item.get_property(COLLAPSED_PROP):
+            positions[node.id]["collapsed"] = True
         for name, port in item.inputs().items():
             for source in port.connected_ports():
                 workflow.links.append(

@@ -28,6 +28,7 @@ MENU_TABLE = [
     ("&Edit", "&Group into backdrop", "group_selection", ["Ctrl+G"]),
     ("&Edit", "&Bypass selected nodes", "toggle_bypass", ["Ctrl+B"]),
     ("&Edit", "&Mute selected nodes", "toggle_mute", ["Ctrl+M"]),
+    ("&Edit", "C&ollapse selected nodes", "toggle_collapse", ["Alt+C"]),
     ("&View", "&Fit to view", "fit_view", ["F"]),
     ("&View", "Zoom &in", "zoom_in", [Key.StandardKey.ZoomIn, "Ctrl+="]),
     ("&View", "Zoom &out", "zoom_out", [Key.StandardKey.ZoomOut]),

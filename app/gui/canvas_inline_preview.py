@@ -20,8 +20,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app import graph_adapter as adapter
 from app.gui.canvas_node_item import CanvasNodeItem
 
-#: The long side of a thumbnail, in scene pixels (it zooms with the canvas).
+#: The long side of a thumbnail, in scene pixels (it zooms with the canvas) …
 THUMB_PX = 96
+#: … but never under this many screen pixels: at the fitted zoom of a graph
+#: (~0.3) a 96 px picture showed as a 29 px stamp. Below THUMB_PX, so the
+#: picture is never drawn larger than it was made.
+MIN_SCREEN_PX = 72
 #: Nodes that show their output image after a run (outputs reach the GUI as QImages).
 IMAGE_NODES = frozenset({"image.save"})
 #: Nodes that show the file they read (decoded already scaled: cheap on the GUI thread).
@@ -41,12 +45,13 @@ class InlinePreview(QtWidgets.QGraphicsPixmapItem):
         self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)  # clicks reach the canvas
         self.setTransformationMode(_SMOOTH)
         self.caption = QtWidgets.QGraphicsSimpleTextItem(self)
+        self.caption.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         self.caption.setBrush(QtGui.QColor(200, 200, 200))
         font = self.caption.font()
         font.setPixelSize(10)
         self.caption.setFont(font)
         self.pending: tuple[QtGui.QImage, str] | None = None  # newest image while hidden
-        self._scale = 1.0  # the view scale of the last placement
+        self._scale = getattr(view, "_scale", 1.0)  # the view's scale (CanvasNodeItem keeps it)
 
     def show_image(self, image: QtGui.QImage, caption: str) -> None:
         """Show ``image`` now if visible, else keep it for when it is shown."""
@@ -75,23 +80,21 @@ class InlinePreview(QtWidgets.QGraphicsPixmapItem):
         label = node.title_label if isinstance(node, CanvasNodeItem) else None
         if label is not None and label.isVisible() and self._scale > 0:
             bottom = max(bottom, label.pos().y() + label.boundingRect().height() / self._scale)
+        enlarge = max(1.0, MIN_SCREEN_PX / (THUMB_PX * self._scale)) if self._scale > 0 else 1.0
+        self.setScale(enlarge)
         width = self.pixmap().width()
-        self.setPos(rect.left() + (rect.width() - width) / 2, bottom + self.GAP)
-        text = self.caption.boundingRect()
-        self.caption.setPos((width - text.width()) / 2, self.pixmap().height() + 1)
+        self.setPos(rect.left() + (rect.width() - width * enlarge) / 2, bottom + self.GAP)
+        # The caption is drawn at a fixed screen size: its width in our coordinates
+        # is its screen width over the total scale.
+        text_width = self.caption.boundingRect().width() / max(self._scale * enlarge, 1e-6)
+        self.caption.setPos((width - text_width) / 2, self.pixmap().height() + 1)
 
-    def paint(self, painter: QtGui.QPainter, option, widget=None) -> None:
-        """Draw; when the view's zoom changed since the last placement, place
-        again on the next turn of the event loop (never move while painting)."""
-        super().paint(painter, option, widget)
-        scale = painter.worldTransform().m11()
+    def follow_view_scale(self, scale: float) -> None:
+        """The canvas zoomed (called by the node's level of detail): place again."""
         if abs(scale - self._scale) > 1e-6:
             self._scale = scale
-            QtCore.QTimer.singleShot(0, self._replace)
-
-    def _replace(self) -> None:
-        if shiboken6.isValid(self) and self.parentItem() is not None:
-            self.place()
+            if not self.pixmap().isNull():
+                self.place()
 
 
 class InlinePreviews(QtCore.QObject):

@@ -14,6 +14,10 @@ Here the viewer decides from its scale alone (:meth:`CanvasNodeItem.apply_scale`
 A node's run mode shows at a glance (:meth:`CanvasNodeItem.set_mode`): a
 bypassed node is tinted purple (ComfyUI's colour for bypass), a muted one is
 drawn faded; both say so in a corner badge.
+
+A node can be collapsed to its title bar (:meth:`CanvasNodeItem.set_collapsed`),
+as in ComfyUI and Blender: its widgets and port names hide, and its ports
+gather at the middle of the bar's two ends, so its links stay drawn.
 """
 from __future__ import annotations
 
@@ -33,6 +37,10 @@ WIDGET_LABEL_STYLE = "QGroupBox::title { color: rgb(200, 200, 200); }"
 #: How a node's mode is drawn: a tint over the whole node (widgets included).
 BYPASS_TINT = QtGui.QColor(170, 60, 220, 110)
 MUTED_OPACITY = 0.4
+#: A collapsed node is as wide as its title plus this, and never narrower than
+#: COLLAPSED_MIN_WIDTH (scene units).
+COLLAPSED_PAD = 28
+COLLAPSED_MIN_WIDTH = 80
 
 
 class ModeOverlay(QtWidgets.QGraphicsItem):
@@ -123,6 +131,7 @@ class CanvasNodeItem(NodeItem):
         self._scale = 1.0
         self.mode_overlay = ModeOverlay(self)
         self.mode_overlay.setVisible(False)
+        self._collapsed = False
 
     @property
     def mode(self) -> str:
@@ -135,6 +144,24 @@ class CanvasNodeItem(NodeItem):
         self.mode_overlay.setVisible(mode in ("bypass", "mute"))
         self.setOpacity(MUTED_OPACITY if mode == "mute" else 1.0)
         self.mode_overlay.update()
+
+    @property
+    def collapsed(self) -> bool:
+        return self._collapsed
+
+    def set_collapsed(self, collapsed: bool) -> None:
+        """Fold the node to its title bar, or unfold it."""
+        collapsed = bool(collapsed)
+        if collapsed != self._collapsed:
+            self._collapsed = collapsed
+            self.draw_node()
+
+    def set_proxy_mode(self, mode: bool) -> None:
+        """NodeGraphQt shows the widgets again when a node leaves proxy mode:
+        a collapsed node keeps them hidden."""
+        super().set_proxy_mode(mode)
+        if getattr(self, "_collapsed", False):
+            self._hide_body()
 
     @property
     def overview(self) -> bool:
@@ -152,19 +179,53 @@ class CanvasNodeItem(NodeItem):
         if overview:
             self.title_label.set_text(self.name, self.width * scale - 4)
         self.title_label.setVisible(overview)
+        for child in self.childItems():  # e.g. the inline preview, sized by the zoom
+            follow = getattr(child, "follow_view_scale", None)
+            if follow is not None:
+                follow(scale)
 
     def draw_node(self) -> None:
         """Lay the node out as if in full detail: NodeGraphQt sizes a node by its
         *visible* widgets and port names, so a node drawn in overview shrank and
-        its widgets spilled out of it once shown."""
+        its widgets spilled out of it once shown. A collapsed node is then
+        folded to its title bar."""
         overview = self._proxy_mode
         if overview:
             self.set_proxy_mode(False)
+        collapsed = getattr(self, "_collapsed", False)
+        if not collapsed:  # unfolding: size the node by its widgets again
+            for widget in self._widgets.values():
+                widget.widget().setVisible(True)
         super().draw_node()
-        if getattr(self, "mode_overlay", None) is not None:
-            self.mode_overlay.prepareGeometryChange()  # the node's size may have changed
         if overview:
             self.set_proxy_mode(True)
+        if collapsed:
+            self._fold()
+        if getattr(self, "mode_overlay", None) is not None:
+            self.mode_overlay.prepareGeometryChange()  # the node's size may have changed
+        if self.title_label is not None and overview:
+            self.title_label.set_text(self.name, self.width * self._scale - 4)
+
+    def _hide_body(self) -> None:
+        for widget in self._widgets.values():
+            widget.widget().setVisible(False)
+        for text in (*self._input_items.values(), *self._output_items.values()):
+            text.setVisible(False)
+
+    def _fold(self) -> None:
+        """The title bar alone, ports at the middle of its left and right ends."""
+        self._hide_body()
+        title = self._text_item.boundingRect()
+        self.prepareGeometryChange()
+        self._width = max(COLLAPSED_MIN_WIDTH, title.width() + COLLAPSED_PAD)
+        self._height = title.height() + 8.0
+        self.align_label()
+        self.align_icon(h_offset=2.0, v_offset=1.0)
+        for ports, x_of in ((self.inputs, lambda w: -w / 2), (self.outputs, lambda w: self._width - w / 2)):
+            for port in ports:
+                rect = port.boundingRect()
+                port.setPos(x_of(rect.width()), (self._height - rect.height()) / 2)
+        self.update()
 
     @NodeItem.name.setter
     def name(self, name: str = "") -> None:

@@ -11,8 +11,8 @@ Every edit is one undo step. A node's mode lives in the hidden property
 ``wb_mode`` (see :mod:`app.graph_adapter`), which the view draws
 (:meth:`~app.gui.canvas_node_item.CanvasNodeItem.set_mode`); the view is
 brought up to date after every change of the undo stack, so undo, redo,
-paste and duplicate all draw right. Collapse is not offered: NodeGraphQt
-0.6.44 has no way to fold a node's widgets away.
+paste and duplicate all draw right. Collapsing (Alt+C) works the same way
+through the hidden property ``wb_collapsed``.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from app import graph_adapter as adapter
 from core.ports import PortType
 
 MODE_KEYS = {"bypass": "Ctrl+B", "mute": "Ctrl+M"}
+COLLAPSE_KEY = "Alt+C"
 
 
 class NodeMenu(QtCore.QObject):
@@ -76,6 +77,9 @@ class NodeMenu(QtCore.QObject):
             action = menu.addAction(f"{text}\t{MODE_KEYS[mode]}", lambda m=mode: self.toggle_mode(m, nodes))
             action.setCheckable(True)
             action.setChecked(all(mode_of(n) == mode for n in nodes))
+        folded = all(is_collapsed(n) for n in nodes)
+        menu.addAction(f"{'Expand' if folded else 'Collapse'}\t{COLLAPSE_KEY}",
+                       lambda: self.toggle_collapsed(nodes))
         menu.addAction("Colour…", lambda: self.choose_colour(nodes))
         menu.addSeparator()
         menu.addAction("Run to here", lambda: self.run_to_here(node))
@@ -102,12 +106,30 @@ class NodeMenu(QtCore.QObject):
         stack.endMacro()
         self.sync_views()
 
+    def toggle_collapsed(self, nodes=None) -> None:
+        """Collapse the nodes (default: the selection) to their title bars, or
+        expand them when they all are collapsed already; one undo step."""
+        nodes = self.selected() if nodes is None else list(nodes)
+        if not nodes:
+            return
+        folded = not all(is_collapsed(n) for n in nodes)
+        stack = self.graph.undo_stack()
+        stack.beginMacro("collapse nodes" if folded else "expand nodes")
+        for node in nodes:
+            node.set_property(adapter.COLLAPSED_PROP, folded)
+        stack.endMacro()
+        self.sync_views()
+
     def sync_views(self, *_args) -> None:
-        """Draw each node in its mode (cheap: compares one attribute per node)."""
+        """Draw each node in its mode and folding (cheap: compares two attributes
+        per node)."""
         for node in adapter.workflow_nodes(self.graph):
             mode = mode_of(node)
             if getattr(node.view, "mode", mode) != mode:
                 node.view.set_mode(mode)
+            folded = is_collapsed(node)
+            if getattr(node.view, "collapsed", folded) != folded:
+                node.view.set_collapsed(folded)
 
     # -- rename, colour ----------------------------------------------------------------
     def rename(self, node) -> QtWidgets.QInputDialog:
@@ -165,6 +187,10 @@ class NodeMenu(QtCore.QObject):
 
 def mode_of(node) -> str:
     return node.get_property(adapter.MODE_PROP) or "normal"
+
+
+def is_collapsed(node) -> bool:
+    return bool(node.get_property(adapter.COLLAPSED_PROP))
 
 
 def install(window) -> NodeMenu:

@@ -92,6 +92,27 @@ class Gallery(QtCore.QObject):
         return sum(entry.image.sizeInBytes() for entry in self.entries)
 
 
+#: A thumbnail's cell in a strip: wide enough for "Save image #12 · seed 123"
+#: on two lines (labels were cropped to one line and overlapped their neighbours).
+CELL_WIDTH = 132
+LABEL_LINES = 2
+
+
+def make_thumbnail_strip(strip: QtWidgets.QListWidget, icon_px: int) -> None:
+    """A one-row strip of thumbnails whose labels wrap inside fixed cells."""
+    strip.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
+    strip.setIconSize(QtCore.QSize(icon_px, icon_px))
+    strip.setFlow(QtWidgets.QListView.Flow.LeftToRight)
+    strip.setWrapping(False)
+    strip.setWordWrap(True)
+    strip.setTextElideMode(QtCore.Qt.TextElideMode.ElideRight)
+    strip.setUniformItemSizes(True)
+    cell = QtCore.QSize(CELL_WIDTH, icon_px + LABEL_LINES * strip.fontMetrics().lineSpacing() + 10)
+    strip.setGridSize(cell)
+    scrollbar = strip.horizontalScrollBar().sizeHint().height()
+    strip.setFixedHeight(cell.height() + scrollbar + 2 * strip.frameWidth() + 2)
+
+
 class GalleryStrip(QtWidgets.QListWidget):
     """The history as thumbnails, newest first; the chosen entry is ``current_entry()``."""
 
@@ -101,11 +122,7 @@ class GalleryStrip(QtWidgets.QListWidget):
         super().__init__(parent)
         self.gallery = gallery
         self.setObjectName("gallery")
-        self.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
-        self.setIconSize(QtCore.QSize(48, 48))
-        self.setFlow(QtWidgets.QListView.Flow.LeftToRight)
-        self.setWrapping(False)
-        self.setFixedHeight(84)
+        make_thumbnail_strip(self, 48)
         self.shown: list[GalleryEntry] = []
         gallery.changed.connect(self.refresh)
         self.currentRowChanged.connect(self._row_changed)

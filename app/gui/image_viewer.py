@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.gallery import Gallery, GalleryEntry, GalleryStrip
+from app.gui.gallery import Gallery, GalleryEntry, GalleryStrip, make_thumbnail_strip
 from core.workflow.png import png_info_with_workflow
 
 
@@ -90,11 +90,7 @@ class ImageViewer(QtWidgets.QWidget):
         self.workflow_json = ""
         self.gallery = gallery or Gallery(parent=self)
         self.thumbs = QtWidgets.QListWidget()
-        self.thumbs.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
-        self.thumbs.setIconSize(QtCore.QSize(56, 56))
-        self.thumbs.setFixedHeight(84)
-        self.thumbs.setFlow(QtWidgets.QListView.Flow.LeftToRight)
-        self.thumbs.setWrapping(False)
+        make_thumbnail_strip(self.thumbs, 56)
         self.thumbs.currentRowChanged.connect(self.show_index)
         self.history = GalleryStrip(self.gallery)
         self.history.entry_chosen.connect(self.show_entry)

@@ -270,6 +270,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def toggle_mute(self) -> None:
         self.node_menu.toggle_mode("mute")
 
+    def toggle_collapse(self) -> None:
+        self.node_menu.toggle_collapsed()
+
     def add_node_at_centre(self, node_type: str):
         centre = self.graph.viewer().mapToScene(self.graph.viewer().viewport().rect().center())
         return self.graph.create_node(node_type, pos=(centre.x(), centre.y()))

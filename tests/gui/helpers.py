@@ -33,3 +33,18 @@ def _move(widget, point: QtCore.QPoint) -> None:
         QtCore.Qt.MouseButton.NoButton, QtCore.Qt.MouseButton.LeftButton,
         QtCore.Qt.KeyboardModifier.NoModifier)
     QtWidgets.QApplication.sendEvent(widget, event)
+
+
+def grab_with_popups(window, *popups):
+    """A picture of ``window`` with its open popups (menus, the node search)
+    drawn where they are: a popup is a window of its own, so ``grab`` misses it."""
+    from PySide6 import QtGui
+
+    picture = window.grab()
+    painter = QtGui.QPainter(picture)
+    origin = window.mapToGlobal(QtCore.QPoint(0, 0))
+    for popup in popups:
+        if popup is not None and popup.isVisible():
+            painter.drawPixmap(popup.mapToGlobal(QtCore.QPoint(0, 0)) - origin, popup.grab())
+    painter.end()
+    return picture

@@ -8,7 +8,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import graph_adapter as adapter
 from core.ports import PortType, compatible
-from tests.gui.helpers import _move, port_point
+from tests.gui.conftest import SCREENSHOTS
+from tests.gui.helpers import _move, grab_with_popups, port_point
 
 
 def _empty_point(window) -> QtCore.QPoint:
@@ -58,6 +59,8 @@ def test_a_link_let_go_on_empty_canvas_offers_the_nodes_that_take_its_type(qtbot
     takers = {f"{s.title} — {s.category}" for s in registry
               if any(compatible(PortType.IMAGE, i.type) for i in s.sockets)}
     assert set(search.titles()) == takers and "Sampler — diffusion" not in takers
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    grab_with_popups(window, search).save(str(SCREENSHOTS / "gui-link-drop-search.png"))
     before = len(adapter.workflow_nodes(window.graph))
     qtbot.keyClicks(search.line_edit, "save image")
     qtbot.keyClick(search.line_edit, QtCore.Qt.Key.Key_Return)

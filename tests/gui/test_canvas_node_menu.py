@@ -1,5 +1,5 @@
 """Issue 11, "right-click node": the node's menu (rename, duplicate, delete,
-bypass, mute, colour, run to here) driven through a real context-menu event
+bypass, mute, collapse, colour, run to here) driven through a real context-menu event
 on the canvas viewport, and Ctrl+B / Ctrl+M on the selection."""
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import graph_adapter as adapter
 from tests.gui.conftest import REPO, SCREENSHOTS
+from tests.gui.helpers import grab_with_popups
 from tests.gui.steer_helpers import RUN_TIMEOUT_MS
 
 HEAT = REPO / "workflows" / "heat_diffusion.json"
@@ -37,9 +38,12 @@ def test_right_click_on_a_node_opens_its_menu_not_the_canvas_one(qtbot, window):
     assert window.open_path(HEAT)
     menu = _right_click(window, window.node("blur"))
     assert [a.text() for a in menu.actions() if not a.isSeparator()] == [
-        "Rename…", "Duplicate", "Delete", "Bypass\tCtrl+B", "Mute\tCtrl+M", "Colour…", "Run to here"]
+        "Rename…", "Duplicate", "Delete", "Bypass\tCtrl+B", "Mute\tCtrl+M", "Collapse\tAlt+C", "Colour…",
+        "Run to here"]
     assert window.graph.gestures.menu is None  # the empty-canvas "Add node" menu did not open
     assert [adapter.node_id_of(n) for n in window.graph.selected_nodes()] == ["blur"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    grab_with_popups(window, menu).save(str(SCREENSHOTS / "gui-node-menu.png"))
     menu.close()
 
 
@@ -129,3 +133,64 @@ def test_run_to_here_runs_what_the_node_needs_and_shows_its_image(qtbot, window)
     assert set(outcome.executed) == {"pattern", "noise"}
     assert [node_id for node_id, _ in outcome.images] == ["noise"]
     assert "Run to here: 'Add noise' made image (IMAGE); shown in Images" in window.log.toPlainText()
+
+
+def _pipe_ends(node) -> list[QtCore.QPointF]:
+    """Where the node's links meet it: the scene centres of its connected ports."""
+    ends = []
+    for port in [*node.view.inputs, *node.view.outputs]:
+        if port.connected_pipes:
+            ends.append(port.sceneBoundingRect().center())
+    return ends
+
+
+def test_collapse_folds_a_node_to_its_title_bar_links_stay_and_it_is_saved(qtbot, window, tmp_path):
+    assert window.open_path(HEAT)
+    window.graph.viewer().set_zoom(0.0)  # scale 1: full detail, widgets shown
+    blur = window.node("blur")
+    tall = blur.view.boundingRect().height()
+    widgets = [w.widget() for w in blur.view._widgets.values()]
+    assert widgets and all(w.isVisible() for w in widgets)
+    _trigger(_right_click(window, blur), "Collapse")
+    view = blur.view
+    assert view.collapsed and view.boundingRect().height() < tall / 2
+    assert not any(w.isVisible() for w in widgets)
+    node_rect = view.sceneBoundingRect()
+    ends = _pipe_ends(blur)
+    assert ends, "the blur node has links"
+    for end in ends:  # every link now meets the title bar's left or right end
+        assert node_rect.top() <= end.y() <= node_rect.bottom()
+        assert min(abs(end.x() - node_rect.left()), abs(end.x() - node_rect.right())) < 10
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    window.graph.viewer().set_zoom(-0.25)  # scale 0.75: full detail
+    window.graph.center_on([blur])
+    window.graph.widget.grab().save(str(SCREENSHOTS / "gui-collapsed.png"))
+    window.document.save(tmp_path / "w.json")
+    assert '"collapsed": true' in (tmp_path / "w.json").read_text()
+    window.undo()
+    assert not view.collapsed and view.boundingRect().height() == tall
+    assert all(w.isVisible() for w in widgets)
+    window.graph.undo_stack().setClean()
+    assert window.open_path(tmp_path / "w.json")
+    assert window.node("blur").view.collapsed
+    menu = _right_click(window, window.node("blur"))
+    assert any(a.text() == "Expand\tAlt+C" for a in menu.actions())
+    menu.close()
+
+
+def test_alt_c_collapses_and_expands_the_selection_and_zooming_keeps_it_folded(qtbot, window):
+    assert window.open_path(HEAT)
+    window.graph.clear_selection()
+    for node_id in ("blur", "noise"):
+        window.node(node_id).set_selected(True)
+    viewer = window.graph.viewer()
+    viewer.setFocus()
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_C, QtCore.Qt.KeyboardModifier.AltModifier)
+    assert window.node("blur").view.collapsed and window.node("noise").view.collapsed
+    viewer.set_zoom(-0.5)  # overview (scale 0.5), then back to full detail
+    assert window.node("blur").view.overview
+    viewer.set_zoom(0.0)
+    assert not window.node("blur").view.overview
+    assert not any(w.widget().isVisible() for w in window.node("blur").view._widgets.values())
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_C, QtCore.Qt.KeyboardModifier.AltModifier)
+    assert not window.node("blur").view.collapsed and not window.node("noise").view.collapsed

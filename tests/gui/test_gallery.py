@@ -10,6 +10,20 @@ from tests.gui.conftest import REPO, SCREENSHOTS, answer_dialogs
 from tests.gui.test_run import _few_steps, _run
 
 
+def _assert_labels_fit(strip: QtWidgets.QListWidget) -> None:
+    """Every label wraps inside a compact cell (a one-line label made cells ~200 px
+    wide: two thumbnails filled the dock) and is drawn whole, none overlapping."""
+    flags = int(QtCore.Qt.TextFlag.TextWordWrap)
+    rects = [strip.visualItemRect(strip.item(row)) for row in range(strip.count())]
+    for row, rect in enumerate(rects):
+        text = strip.item(row).text()
+        needed = strip.fontMetrics().boundingRect(QtCore.QRect(0, 0, rect.width() - 4, 1000), flags, text)
+        assert rect.width() <= 140, f"{text!r} widens its cell to {rect.width()} px"
+        assert needed.height() + strip.iconSize().height() <= rect.height(), f"{text!r} is cropped"
+        assert rect.bottom() <= strip.viewport().height(), f"{text!r} runs below the strip"
+    assert not any(a.intersects(b) for a, b in zip(rects, rects[1:]))
+
+
 def test_opening_another_file_clears_the_images_but_keeps_the_history(qtbot, txt2img, tmp_path,
                                                                      monkeypatch):
     window = txt2img
@@ -25,6 +39,7 @@ def test_opening_another_file_clears_the_images_but_keeps_the_history(qtbot, txt
     window.docks["images"].raise_()
     qtbot.wait(20)
     viewer.grab().save(str(SCREENSHOTS / "gui-images-labelled.png"))
+    _assert_labels_fit(viewer.thumbs)
 
     assert window.open_path(REPO / "workflows" / "ddpm-pixel.json")
     assert viewer.images == [] and viewer.thumbs.count() == 0
@@ -35,6 +50,7 @@ def test_opening_another_file_clears_the_images_but_keeps_the_history(qtbot, txt
     assert viewer.shown.label == "Save image #1 · seed 7" and "txt2img.json" in viewer.shown.caption()
     qtbot.wait(20)
     viewer.grab().save(str(SCREENSHOTS / "gui-images-history.png"))
+    _assert_labels_fit(viewer.history)
     saved = viewer.save_current(tmp_path / "from-history.png")
     assert load(saved) == loads(outcome.workflow_json)  # the image's own workflow, not the open one
     viewer.open_action.trigger()
