@@ -92,14 +92,14 @@ class Gallery(QtCore.QObject):
         return sum(entry.image.sizeInBytes() for entry in self.entries)
 
 
-#: A thumbnail's cell in a strip: wide enough for "Save image #12 · seed 123"
-#: on two lines (labels were cropped to one line and overlapped their neighbours).
-CELL_WIDTH = 132
-LABEL_LINES = 2
+#: A thumbnail's cell in a strip: a label longer than this wraps (or is elided
+#: at its last line) instead of widening the cell, so more pictures show.
+CELL_WIDTH = 164
 
 
-def make_thumbnail_strip(strip: QtWidgets.QListWidget, icon_px: int) -> None:
-    """A one-row strip of thumbnails whose labels wrap inside fixed cells."""
+def make_thumbnail_strip(strip: QtWidgets.QListWidget, icon_px: int, lines: int) -> None:
+    """A one-row strip of thumbnails whose labels take ``lines`` lines in fixed
+    cells; the strip is exactly as tall as a cell (the picture above needs the rest)."""
     strip.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
     strip.setIconSize(QtCore.QSize(icon_px, icon_px))
     strip.setFlow(QtWidgets.QListView.Flow.LeftToRight)
@@ -107,7 +107,7 @@ def make_thumbnail_strip(strip: QtWidgets.QListWidget, icon_px: int) -> None:
     strip.setWordWrap(True)
     strip.setTextElideMode(QtCore.Qt.TextElideMode.ElideRight)
     strip.setUniformItemSizes(True)
-    cell = QtCore.QSize(CELL_WIDTH, icon_px + LABEL_LINES * strip.fontMetrics().lineSpacing() + 10)
+    cell = QtCore.QSize(CELL_WIDTH, icon_px + lines * strip.fontMetrics().lineSpacing() + 8)
     strip.setGridSize(cell)
     scrollbar = strip.horizontalScrollBar().sizeHint().height()
     strip.setFixedHeight(cell.height() + scrollbar + 2 * strip.frameWidth() + 2)
@@ -122,7 +122,7 @@ class GalleryStrip(QtWidgets.QListWidget):
         super().__init__(parent)
         self.gallery = gallery
         self.setObjectName("gallery")
-        make_thumbnail_strip(self, 48)
+        make_thumbnail_strip(self, 40, lines=2)  # "run 3: Save image #2 · seed 7"
         self.shown: list[GalleryEntry] = []
         gallery.changed.connect(self.refresh)
         self.currentRowChanged.connect(self._row_changed)

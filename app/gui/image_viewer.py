@@ -90,7 +90,7 @@ class ImageViewer(QtWidgets.QWidget):
         self.workflow_json = ""
         self.gallery = gallery or Gallery(parent=self)
         self.thumbs = QtWidgets.QListWidget()
-        make_thumbnail_strip(self.thumbs, 56)
+        make_thumbnail_strip(self.thumbs, 48, lines=1)  # "Save image #2 · seed 7"
         self.thumbs.currentRowChanged.connect(self.show_index)
         self.history = GalleryStrip(self.gallery)
         self.history.entry_chosen.connect(self.show_entry)

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.gallery import Gallery
+from app.gui.gallery import CELL_WIDTH, Gallery
 from core.workflow import load, loads
 from tests.gui.conftest import REPO, SCREENSHOTS, answer_dialogs
 from tests.gui.test_run import _few_steps, _run
 
 
 def _assert_labels_fit(strip: QtWidgets.QListWidget) -> None:
-    """Every label wraps inside a compact cell (a one-line label made cells ~200 px
-    wide: two thumbnails filled the dock) and is drawn whole, none overlapping."""
+    """Every label wraps inside a compact cell (a one-line history label made
+    cells ~200 px wide: two thumbnails filled the dock) and is drawn whole,
+    none overlapping."""
     flags = int(QtCore.Qt.TextFlag.TextWordWrap)
     rects = [strip.visualItemRect(strip.item(row)) for row in range(strip.count())]
     for row, rect in enumerate(rects):
         text = strip.item(row).text()
         needed = strip.fontMetrics().boundingRect(QtCore.QRect(0, 0, rect.width() - 4, 1000), flags, text)
-        assert rect.width() <= 140, f"{text!r} widens its cell to {rect.width()} px"
+        assert rect.width() <= CELL_WIDTH, f"{text!r} widens its cell to {rect.width()} px"
         assert needed.height() + strip.iconSize().height() <= rect.height(), f"{text!r} is cropped"
         assert rect.bottom() <= strip.viewport().height(), f"{text!r} runs below the strip"
     assert not any(a.intersects(b) for a, b in zip(rects, rects[1:]))
