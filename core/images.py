@@ -6,10 +6,12 @@ allowed in flight and clamped only when written to a file.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
+from core.workflow.io import write_bytes_atomic
 from core.workflow.png import png_info_with_workflow
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -47,8 +49,15 @@ def from_pil(picture: Any) -> Any:
 
 
 def save_png(image: Any, path: str | os.PathLike, workflow_json: str | None = None) -> Path:
-    """Write one (C, H, W) image as PNG, embedding the workflow JSON if given."""
+    """Write one (C, H, W) image as PNG, embedding the workflow JSON if given.
+
+    The PNG is encoded in memory and written atomically (like a saved
+    workflow), so a failed write never leaves half an image where an older
+    one was.
+    """
     path = Path(path)
     info = png_info_with_workflow(workflow_json) if workflow_json is not None else None
-    to_pil(image).save(path, format="PNG", pnginfo=info)
+    encoded = io.BytesIO()
+    to_pil(image).save(encoded, format="PNG", pnginfo=info)
+    write_bytes_atomic(path, encoded.getvalue())
     return path

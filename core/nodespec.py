@@ -54,10 +54,21 @@ class Input:
     tooltip: str = ""
     optional: bool = False
     widget: str | None = None
+    #: (param, values): this parameter only matters while ``param`` is one of
+    #: ``values`` (η for the samplers that take it); editors hide it otherwise.
+    #: It is still stored, validated and passed on.
+    shown_when: tuple[str, tuple[Any, ...]] | None = None
 
     @property
     def is_param(self) -> bool:
         return self.type.is_primitive
+
+    def shown_for(self, params: Mapping[str, Any]) -> bool:
+        """Whether an editor should show this parameter given the node's ``params``."""
+        if self.shown_when is None:
+            return True
+        param, values = self.shown_when
+        return params.get(param) in values
 
     def check(self, value: Any) -> str | None:
         """Return why ``value`` is not acceptable for this input, or None."""

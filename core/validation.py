@@ -19,7 +19,7 @@ from core import graph, port_flow
 from core.nodespec import NodeSpec
 from core.ports import compatible
 from core.registry import NodeRegistry
-from core.workflow import modes
+from core.workflow import jsondata, modes
 from core.workflow.model import MODES, Node, Workflow
 
 Severity = Literal["error", "warning"]
@@ -262,6 +262,10 @@ def _mismatch(workflow, registry, link, target_type) -> str | None:
 
 
 def _check_params(node, spec, linked, problem) -> list[Problem]:
+    deep = [name for name, value in node.params.items() if jsondata.param_too_deep(value)]
+    if deep:  # checked first: the checks below (repr, the spec's migrate) recurse
+        return [problem("bad_value", jsondata.TOO_DEEP, name)
+                for name in sorted(deep)]
     found = []
     try:
         params = resolve_params(node, spec)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from core.diffusion.schedules import Schedule
+from core.latent_sizes import LatentSizes
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class DiffusionModel:
     a discrete-time model (None for closed-form or flow models).
     ``batched_cfg`` says its denoiser takes a :class:`ConditioningBatch` as
     ``cond``, so guidance evaluates all conditionings in one network call.
+    ``latent_sizes`` are the latent sizes it can sample (default: any).
     """
 
     name: str
@@ -60,6 +62,7 @@ class DiffusionModel:
     decoder: Any = None  # what turns its samples into pixels (the checkpoint's VAE; an
     # ``approximate`` one, TAESD, serves the live previews and keeps the VAE as ``exact``)
     batched_cfg: bool = False
+    latent_sizes: LatentSizes = LatentSizes()
 
 
 @dataclass(frozen=True)

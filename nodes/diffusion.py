@@ -1,14 +1,25 @@
-"""Diffusion nodes: Schedule, Sampler and the forward process of the lectures."""
+"""Diffusion nodes: Schedule, Sampler and the forward process of the lectures.
+
+Their schedule, spacing and sampler choices, and the Sampler node's option
+fields (η, variance, …), come from ``core.diffusion.registry``: a sampler
+registered there appears here and gets the options it declares.
+"""
 from __future__ import annotations
 
+from core.diffusion.registry import (
+    FLOW_SCHEDULE,
+    MAX_TIMESTEPS,
+    SAMPLERS,
+    SCHEDULE_NAMES,
+    SPACINGS,
+    SamplerOption,
+    option_fields,
+    options_from_fields,
+)
 from core.nodespec import Input, NodeSpec, Output
 from core.ports import PortType
 
 MAX_SEED = 2**63 - 1
-SCHEDULE_CHOICES = ("linear", "scaled_linear", "cosine", "sigmoid", "flow")
-SPACING_CHOICES = ("leading", "trailing", "linspace", "karras")
-SAMPLER_CHOICES = ("euler", "euler_ancestral", "heun", "dpmpp_2m", "ddim", "ddpm", "flow_euler")
-VARIANCE_CHOICES = ("auto", "fixed_small", "fixed_large", "learned")
 
 
 def make_sampling_schedule(ctx, name, timesteps, zero_snr, spacing, steps, shift):
@@ -17,7 +28,7 @@ def make_sampling_schedule(ctx, name, timesteps, zero_snr, spacing, steps, shift
     from core.diffusion.timesteps import flow_times, sampling_sigmas
     from core.values import SamplingSchedule
 
-    if name == "flow":
+    if name == FLOW_SCHEDULE:
         return SamplingSchedule("flow", "flow", flow_times(steps, shift), None, "uniform")
     if steps > timesteps and spacing != "karras":
         raise ValueError(f"{steps} steps cannot be picked from a schedule of {timesteps} timesteps")
@@ -26,10 +37,11 @@ def make_sampling_schedule(ctx, name, timesteps, zero_snr, spacing, steps, shift
 
 
 def sample(ctx, model, schedule, latent, positive, negative, mask,
-           sampler, guidance, rescale, eta, variance, seed, denoise, stop_at_step=0):
+           sampler, guidance, rescale, seed, denoise, stop_at_step=0, **option_values):
     """Run one sampler over the schedule; every step is streamed as an event.
     A noisy latent (from a sampler stopped part-way) is continued exactly
-    from its step: that is how a run branches."""
+    from its step: that is how a run branches. ``option_values`` are the
+    node's option fields; the sampler gets those it declares."""
     from core.sampling import SamplingError, run_sampler
     from core.values import Latent
 
@@ -51,7 +63,8 @@ def sample(ctx, model, schedule, latent, positive, negative, mask,
 
     result, trajectory = run_sampler(
         model, schedule, latent.samples, sampler=sampler, positive=positive, negative=negative,
-        guidance=guidance, rescale=rescale, eta=eta, variance=variance, seed=seed,
+        guidance=guidance, rescale=rescale, options=options_from_fields(sampler, option_values),
+        seed=seed,
         denoise=denoise, mask=mask, on_step=on_step, device=ctx.device,
         resume_step=resume, stop_at_step=stop_at_step or None,
     )
@@ -87,27 +100,46 @@ def forward_process(ctx, image, schedule, t, seed, mode):
     return (x + 1) / 2
 
 
-NODES = (
-    NodeSpec(
+def _option_input(field: str, option: SamplerOption) -> Input:
+    """A sampler option as a node field, shown only while a sampler that takes it is chosen."""
+    users = tuple(n for n, info in SAMPLERS.items() if any(o.node_field == field for o in info.options))
+    tooltip = f"{option.tooltip} (used by {', '.join(users)})"
+    shown = ("sampler", users)
+    if option.choices is not None:
+        return Input(field, PortType.STRING, option.default, choices=option.choices, tooltip=tooltip,
+                     shown_when=shown)
+    return Input(field, PortType.FLOAT, option.default, min=option.minimum, max=option.maximum,
+                 step=0.05, tooltip=tooltip, shown_when=shown)
+
+
+def schedule_spec() -> NodeSpec:
+    return NodeSpec(
         type_id="diffusion.schedule",
         title="Schedule",
         category="diffusion",
         description="A noise schedule and the levels N sampling steps visit.",
         fn=make_sampling_schedule,
         inputs=(
-            Input("name", PortType.STRING, "scaled_linear", choices=SCHEDULE_CHOICES,
+            Input("name", PortType.STRING, "scaled_linear", choices=(*SCHEDULE_NAMES, FLOW_SCHEDULE),
                   tooltip="β schedule; 'flow' gives a flow-matching time grid"),
-            Input("timesteps", PortType.INT, 1000, min=2, max=100000, tooltip="T, training steps"),
+            Input("timesteps", PortType.INT, 1000, min=2, max=MAX_TIMESTEPS,
+                  tooltip="T, training steps"),
             Input("zero_snr", PortType.BOOLEAN, False,
-                  tooltip="Rescale to zero terminal SNR (Lin et al.); pair with trailing spacing"),
-            Input("spacing", PortType.STRING, "leading", choices=SPACING_CHOICES),
+                  tooltip="Rescale to zero terminal SNR (Lin et al.); pair with trailing spacing. "
+                          "ddim and ddpm then start at ᾱ_T = 0 exactly, the others at σ_max"),
+            Input("spacing", PortType.STRING, "leading", choices=SPACINGS),
             Input("steps", PortType.INT, 25, min=1, max=10000, tooltip="Sampling steps N"),
             Input("shift", PortType.FLOAT, 1.0, min=0.01, max=100.0, step=0.1,
                   tooltip="Flow only: t' = s·t/(1 + (s − 1)·t)"),
         ),
         outputs=(Output("schedule", PortType.SCHEDULE),),
-    ),
-    NodeSpec(
+    )
+
+
+def sampler_spec() -> NodeSpec:
+    """The Sampler node of the samplers registered now (choices and option fields)."""
+    options = tuple(_option_input(field, option) for field, option in option_fields().items())
+    return NodeSpec(
         type_id="diffusion.sampler",
         title="Sampler",
         category="diffusion",
@@ -120,14 +152,12 @@ NODES = (
             Input("positive", PortType.CONDITIONING, optional=True),
             Input("negative", PortType.CONDITIONING, optional=True),
             Input("mask", PortType.MASK, optional=True, tooltip="1 where to generate (inpainting)"),
-            Input("sampler", PortType.STRING, "euler", choices=SAMPLER_CHOICES),
+            Input("sampler", PortType.STRING, "euler", choices=tuple(SAMPLERS)),
             Input("guidance", PortType.FLOAT, 1.0, min=0.0, max=50.0, step=0.5,
                   tooltip="Classifier-free guidance scale g = 1 + w; 1 = no guidance"),
             Input("rescale", PortType.FLOAT, 0.0, min=0.0, max=1.0, step=0.05,
                   tooltip="Guidance rescale φ (Lin et al.)"),
-            Input("eta", PortType.FLOAT, 0.0, min=0.0, max=1.0, step=0.05, tooltip="DDIM's η"),
-            Input("variance", PortType.STRING, "auto", choices=VARIANCE_CHOICES,
-                  tooltip="DDPM's reverse variance; auto = learned when the model has it"),
+            *options,
             Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed"),
             Input("denoise", PortType.FLOAT, 1.0, min=0.0, max=1.0, step=0.05,
                   tooltip="Strength: below 1 keeps part of the input latent (img2img)"),
@@ -136,20 +166,24 @@ NODES = (
                           "the end); a second sampler continues it exactly: a branch"),
         ),
         outputs=(Output("latent", PortType.LATENT), Output("trajectory", PortType.TRAJECTORY)),
+    )
+
+
+FORWARD = NodeSpec(
+    type_id="diffusion.forward",
+    title="Forward process",
+    category="diffusion",
+    description="Noise an image to step t: closed form q(x_t|x_0) or t steps of q(x_t|x_{t−1}).",
+    fn=forward_process,
+    inputs=(
+        Input("image", PortType.IMAGE),
+        Input("schedule", PortType.SCHEDULE),
+        Input("t", PortType.INT, 250, min=0, max=MAX_TIMESTEPS - 1,
+              tooltip="Timestep index 0 … T−1"),
+        Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed"),
+        Input("mode", PortType.STRING, "closed form", choices=("closed form", "step by step")),
     ),
-    NodeSpec(
-        type_id="diffusion.forward",
-        title="Forward process",
-        category="diffusion",
-        description="Noise an image to step t: closed form q(x_t|x_0) or t steps of q(x_t|x_{t−1}).",
-        fn=forward_process,
-        inputs=(
-            Input("image", PortType.IMAGE),
-            Input("schedule", PortType.SCHEDULE),
-            Input("t", PortType.INT, 250, min=0, max=100000, tooltip="Timestep index 0 … T−1"),
-            Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed"),
-            Input("mode", PortType.STRING, "closed form", choices=("closed form", "step by step")),
-        ),
-        outputs=(Output("image", PortType.IMAGE),),
-    ),
+    outputs=(Output("image", PortType.IMAGE),),
 )
+
+NODES = (schedule_spec(), sampler_spec(), FORWARD)

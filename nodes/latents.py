@@ -6,9 +6,11 @@ from core.ports import PortType
 
 
 def empty_latent(ctx, model, width, height, batch_size):
-    """Zeros shaped for ``model`` (channels, downscale); SD's 4 × /8 without one."""
+    """Zeros shaped for ``model`` (channels, downscale); SD's 4 × /8 without one.
+    A linked model refuses here a size it cannot sample, before any sampling."""
     import torch
 
+    from core.latent_sizes import check_latent
     from core.values import Latent
 
     channels = model.latent_channels if model is not None else 4
@@ -16,6 +18,8 @@ def empty_latent(ctx, model, width, height, batch_size):
     if width % downscale or height % downscale:
         raise ValueError(f"width and height must be multiples of {downscale} for this model")
     shape = (batch_size, channels, height // downscale, width // downscale)
+    if model is not None:
+        check_latent(model, shape, "this node's width and height")
     return Latent(torch.zeros(shape))
 
 

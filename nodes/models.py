@@ -15,6 +15,7 @@ def ideal_denoiser(ctx, source, folder, count, size, seed, parameterization):
     """The closed-form optimal denoiser of a set of images: no training, and
     it can only ever reproduce the set (what memorisation looks like)."""
     from core.diffusion.ideal import IdealDenoiser
+    from core.latent_sizes import LatentSizes
     from core.values import DiffusionModel
 
     if source == "built-in shapes":
@@ -30,6 +31,7 @@ def ideal_denoiser(ctx, source, folder, count, size, seed, parameterization):
         parameterization=p,
         latent_channels=3,
         description="E[x_0 | x_t] over a finite set of images",
+        latent_sizes=LatentSizes(exactly=(size, size)),  # it compares x with its images
     )
 
 

@@ -112,7 +112,7 @@ def test_a_hint_of_several_images_repeats_over_the_doubled_batch(ldm, hint):
 def test_learned_variance_survives_batching():
     ddpm = load_model("shapes-ddpm")
     positive, negative = Conditioning("a red circle"), Conditioning("")
-    options = dict(sampler="ddpm", variance="learned", batch=1)
+    options = dict(sampler="ddpm", options={"variance": "learned"}, batch=1)
     batched = _sample(ddpm.model, positive, negative, batched=True, **options)
     separate = _sample(ddpm.model, positive, negative, batched=False, **options)
     torch.testing.assert_close(batched, separate, atol=1e-4, rtol=1e-4)

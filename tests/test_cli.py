@@ -272,3 +272,118 @@ def test_schedule_rows_for_sampling_steps(capsys):
 def test_bad_schedule_requests_exit_2(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+# -- invalid input never ends in a traceback (issue 12) ----------------------------
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_deeply_nested_workflow_exits_2(tmp_path, capsys):
+    (tmp_path / "deep.json").write_text("[" * 1000 + "]" * 1000)
+    assert main(["run", str(tmp_path / "deep.json"), "--out", str(tmp_path)]) == 2
+    assert "nested deeper than" in _one_line_error(capsys)
+
+
+def test_a_deep_value_in_a_valid_workflow_exits_2(tmp_path, capsys):
+    text = DEMO.read_text().replace('"steps": 40', '"steps": ' + "[" * 500 + "]" * 500)
+    (tmp_path / "deep.json").write_text(text)
+    assert main(["run", str(tmp_path / "deep.json"), "--out", str(tmp_path)]) == 2
+    assert "nested deeper than" in _one_line_error(capsys)
+
+
+SURROGATES = "\ud800 \udcff"
+
+
+def test_lone_surrogates_run_and_their_images_are_written(tmp_path):
+    """The run worked, then writing the PNG raised UnicodeEncodeError: no images."""
+    workflow = load(DEMO)
+    workflow.nodes["blur"].title = f"Blur {SURROGATES}"
+    save(workflow, tmp_path / "wf.json")
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "wf.json"), "--out", str(out), "--set", "blur.steps=2"]) == 0
+    assert load(out / "save_0.png").nodes["blur"].title == f"Blur {SURROGATES}"
+
+
+def test_a_written_path_that_stdout_cannot_encode_is_printed_escaped(tmp_path, monkeypatch):
+    """An undecodable byte in --out arrives as a lone surrogate; a UTF-8
+    stdout refused to print the written path after the images were written."""
+    import io
+
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    out = tmp_path / "out-\udcff"
+    assert main(["run", str(DEMO), "--out", str(out), "--set", "blur.steps=1"]) == 0
+    stdout.flush()
+    assert stdout.buffer.getvalue().decode() == f"{tmp_path}/out-\\udcff/save_0.png\n"
+    assert (out / "save_0.png").exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--trajectory"])
+@pytest.mark.parametrize("where", ["file", "inside a file"])
+def test_an_unwritable_output_folder_exits_2_before_running(tmp_path, capsys, option, where):
+    """The whole run happened, then a traceback: now nothing runs."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker if where == "file" else blocker / "images"
+    argv = ["run", str(DEMO), option, str(target), "--set", "blur.steps=1"]
+    if option != "--out":
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert f"{option} {target}" in line and "not a folder" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_a_folder_without_permission_exits_2_before_running(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert main(["run", str(DEMO), "--out", str(locked / "out")]) == 2
+    assert "no permission" in _one_line_error(capsys)
+
+
+def test_a_folder_the_system_refuses_exits_2_before_running(tmp_path, capsys, monkeypatch):
+    """The same check where the tests run as root: the system's answer is what counts."""
+    import app.cli.outputs
+
+    monkeypatch.setattr(app.cli.outputs.os, "access", lambda path, mode: False)
+    assert main(["run", str(DEMO), "--out", str(tmp_path / "out")]) == 2
+    line = _one_line_error(capsys)
+    assert f"no permission to write in {tmp_path}" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_write_failure_after_the_run_is_reported_not_raised(tmp_path, capsys, monkeypatch):
+    import core.images
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(core.images, "save_png", full_disk)
+    assert main(["run", str(DEMO), "--out", str(tmp_path), "--set", "blur.steps=1"]) == 1
+    assert "writing its results failed" in _one_line_error(capsys)
+
+
+def test_a_workflow_from_a_fifo_runs(tmp_path):
+    """`run <(cat wf.json)`: the path was opened twice, which hung on a FIFO."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    text = DEMO.read_text()
+    threading.Thread(target=lambda: fifo.write_text(text), daemon=True).start()
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(main(
+        ["run", str(fifo), "--out", str(tmp_path / "out"), "--set", "blur.steps=1"])), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    if runner.is_alive():
+        with open(fifo, "w"):
+            pass
+        pytest.fail("run did not return: the FIFO was opened twice")
+    assert codes == [0] and (tmp_path / "out" / "save_0.png").exists()

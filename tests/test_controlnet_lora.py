@@ -662,7 +662,7 @@ def test_apply_lora_stacks_and_leaves_its_inputs_alone(sd1_kohya, tmp_path):
     first = shapes_ldm_lora(tmp_path / "a.safetensors")
     x, level = torch.randn(1, 4, 8, 8), torch.tensor(2.0)
     cond = Conditioning(embeddings=loaded.clip.encode(["a red circle"]))
-    base = loaded.model.denoiser(x, level, cond=cond)
+    base = loaded.model.denoiser(x, level, cond=cond).x0
     model1, clip1 = apply_lora(loaded.model, loaded.clip, first, 0.5, 0.5)
     model2, clip2 = apply_lora(model1, clip1, first, 0.5, 0.5)
     model_full, clip_full = apply_lora(loaded.model, loaded.clip, first, 1.0, 1.0)
@@ -670,12 +670,12 @@ def test_apply_lora_stacks_and_leaves_its_inputs_alone(sd1_kohya, tmp_path):
     assert model2.denoiser.base is loaded.model.denoiser
     assert isinstance(clip2, LoraTextEncoder) and clip2.base is loaded.clip
     # The same LoRA twice at 0.5 is the LoRA once at 1.0 (both are linear in s).
-    torch.testing.assert_close(model2.denoiser(x, level, cond=cond),
-                               model_full.denoiser(x, level, cond=cond), atol=1e-5, rtol=0)
+    torch.testing.assert_close(model2.denoiser(x, level, cond=cond).x0,
+                               model_full.denoiser(x, level, cond=cond).x0, atol=1e-5, rtol=0)
     torch.testing.assert_close(clip2.encode(["a red circle"]), clip_full.encode(["a red circle"]),
                                atol=1e-5, rtol=0)
-    assert not torch.allclose(model1.denoiser(x, level, cond=cond), base, atol=1e-4)
-    assert torch.equal(loaded.model.denoiser(x, level, cond=cond), base)
+    assert not torch.allclose(model1.denoiser(x, level, cond=cond).x0, base, atol=1e-4)
+    assert torch.equal(loaded.model.denoiser(x, level, cond=cond).x0, base)
     assert torch.equal(loaded.clip.encode(["a red circle"]), cond.embeddings)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.checkpoints.detect import detect
-from tests.test_detect import best_time, sparse_file
+from tests.test_detect import assert_header_only, sparse_file
 
 
 # -- diffusers/transformers layouts at full size, from the shipped family configs ----------
@@ -113,14 +113,13 @@ def test_full_size_original_layouts_are_detected(tmp_path, module, name):
     path = layouts.sparse_full_size_file(tmp_path / f"{name}.safetensors", name)
     assert path.stat().st_blocks * 512 < 8 << 20, "the data region must be a hole"
     found = detect(path)
-    elapsed = best_time(lambda: detect(path))
     family, variant, base, components, encoders, dtype = LAYOUT_EXPECTED[(module, name)]
     assert (found.family, found.variant, found.base) == (family, variant, base)
     assert (found.components, found.text_encoders, found.dtype) == (components, encoders, dtype)
     assert found.recognised and found.size_bytes == path.stat().st_size
     if name in PUBLISHED_PARAMETERS:
         assert found.parameters == PUBLISHED_PARAMETERS[name]
-    assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms to detect {name}"
+    assert_header_only(path)  # full size, yet nothing past the header is read
 
 
 # -- the tiny random-weight files the loader tests use: detected by structure, not width ----

@@ -244,7 +244,7 @@ def test_flow_denoiser_turns_velocity_into_x0():
     assert den.parameterization == "flow"
     x = torch.randn(4, 1, 2, 2, generator=gen(5), dtype=F64)
     t = torch.tensor([0.2, 0.4, 0.6, 1.0], dtype=F64)
-    assert torch.allclose(den(x, t), exact(x, t), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(den(x, t).x0, exact(x, t), rtol=1e-12, atol=1e-12)
     assert torch.equal(seen[-1], t * 1000.0)
     out = SAMPLERS["heun"].fn(den, x.clone(), flow_times(200))
     assert torch.allclose(out, exact.solution(x, 1.0, 0.0), atol=1e-4)
@@ -424,11 +424,11 @@ def test_cfg_scale_one_is_the_conditional_model(y):
         level = torch.tensor(sigma, dtype=F64)
         cfg = CFGDenoiser(toy, positive=y, negative=None, scale=1.0)
         toy.calls = 0
-        assert torch.equal(cfg(x, level), toy(x, level, cond=y))
+        assert torch.equal(cfg(x, level).x0, toy(x, level, cond=y))
         assert toy.calls == 2  # one for cfg (no unconditional pass), one for the comparison
         zero = CFGDenoiser(toy, positive=y, negative=None, scale=0.0)
-        assert torch.allclose(zero(x, level), toy(x, level), atol=1e-14)
-        guided = CFGDenoiser(toy, positive=y, negative=None, scale=3.5)(x, level)
+        assert torch.allclose(zero(x, level).x0, toy(x, level), atol=1e-14)
+        guided = CFGDenoiser(toy, positive=y, negative=None, scale=3.5)(x, level).x0
         expected = toy(x, level) + 3.5 * (toy(x, level, cond=y) - toy(x, level))
         assert torch.allclose(guided, expected, atol=1e-12)
 
@@ -447,11 +447,12 @@ def test_classifier_guidance_equals_cfg_with_an_exact_classifier(dims_shape):
             cfg = CFGDenoiser(toy, positive=y, negative=None, scale=scale)
             for sigma in (0.05, 0.3, 1.0, 4.0, 20.0):
                 level = torch.tensor(sigma, dtype=F64)
-                assert torch.allclose(guided(x, level), cfg(x, level), rtol=0, atol=1e-5), (y, scale, sigma)
+                assert torch.allclose(guided(x, level).x0, cfg(x, level).x0, rtol=0, atol=1e-5), \
+                    (y, scale, sigma)
     # per-sample levels
     level = torch.tensor([0.1, 1.0, 10.0] * 8, dtype=F64)
-    a = ClassifierGuidedDenoiser(toy, toy.classifier(1), 3.0)(x, level)
-    b = CFGDenoiser(toy, positive=1, negative=None, scale=3.0)(x, level)
+    a = ClassifierGuidedDenoiser(toy, toy.classifier(1), 3.0)(x, level).x0
+    b = CFGDenoiser(toy, positive=1, negative=None, scale=3.0)(x, level).x0
     assert torch.allclose(a, b, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="diffusion"):
         ClassifierGuidedDenoiser(SimpleNamespace(parameterization="flow"), toy.classifier(0), 1.0)
@@ -461,20 +462,20 @@ def test_guidance_rescale():
     toy = MixtureToy(48)
     x = torch.randn(6, 3, 4, 4, generator=gen(14), dtype=F64) * 2
     level = torch.tensor([0.2, 0.5, 1.0, 2.0, 5.0, 9.0], dtype=F64)
-    plain = CFGDenoiser(toy, positive=0, negative=None, scale=7.0)(x, level)
-    assert torch.equal(CFGDenoiser(toy, 0, None, 7.0, rescale=0.0)(x, level), plain)
+    plain = CFGDenoiser(toy, positive=0, negative=None, scale=7.0)(x, level).x0
+    assert torch.equal(CFGDenoiser(toy, 0, None, 7.0, rescale=0.0)(x, level).x0, plain)
     cond = toy(x, level, cond=0)
     eps_cond = predicted_noise("ve", x, cond, level)
     eps_plain = predicted_noise("ve", x, plain, level)
     dims = [1, 2, 3]
     assert not torch.allclose(eps_plain.std(dim=dims), eps_cond.std(dim=dims), rtol=1e-3)
-    full = CFGDenoiser(toy, 0, None, 7.0, rescale=1.0)(x, level)
+    full = CFGDenoiser(toy, 0, None, 7.0, rescale=1.0)(x, level).x0
     eps_full = predicted_noise("ve", x, full, level)
     assert torch.allclose(eps_full.std(dim=dims), eps_cond.std(dim=dims), rtol=1e-10)
     # the rescale only rescales: same direction as the plain guided ε
     ratio = eps_full.flatten(1) / eps_plain.flatten(1)
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-9)
-    half = CFGDenoiser(toy, 0, None, 7.0, rescale=0.5)(x, level)
+    half = CFGDenoiser(toy, 0, None, 7.0, rescale=0.5)(x, level).x0
     eps_half = predicted_noise("ve", x, half, level)
     assert torch.allclose(eps_half, 0.5 * eps_full + 0.5 * eps_plain, rtol=1e-10, atol=1e-12)
 
@@ -485,11 +486,11 @@ def test_guidance_rescale_flow(four_images):
     x = torch.randn(3, 3, 4, 4, generator=gen(15))
     t = torch.tensor([0.3, 0.6, 0.9])
     cond = den(x, t, cond="red")
-    full = CFGDenoiser(den, "red", "", 5.0, rescale=1.0)(x, t)
+    full = CFGDenoiser(den, "red", "", 5.0, rescale=1.0)(x, t).x0
     dims = [1, 2, 3]
     eps_cond, eps_full = predicted_noise("flow", x, cond, t), predicted_noise("flow", x, full, t)
     assert torch.allclose(eps_full.std(dim=dims), eps_cond.std(dim=dims), rtol=1e-4)
-    assert not torch.allclose(full, CFGDenoiser(den, "red", "", 5.0)(x, t), atol=1e-3)
+    assert not torch.allclose(full, CFGDenoiser(den, "red", "", 5.0)(x, t).x0, atol=1e-3)
 
 
 # -- the sampler protocol --------------------------------------------------------------------
@@ -703,7 +704,7 @@ def test_inpaint_denoiser_model_input():
 
     known, noise = torch.ones(1, 1, 2, 2), torch.full((1, 1, 2, 2), 3.0)
     mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
-    out = InpaintDenoiser(Spy(), known, mask, noise)(torch.zeros(1, 1, 2, 2), torch.tensor([0.25]))
+    out = InpaintDenoiser(Spy(), known, mask, noise)(torch.zeros(1, 1, 2, 2), torch.tensor([0.25])).x0
     # known region of the input: (1 − t)·1 + t·3 = 1.5; elsewhere the sampler's x
     assert seen["x"].flatten().tolist() == [0.0, 1.5, 1.5, 0.0]
     assert out.flatten().tolist() == [7.0, 1.0, 1.0, 7.0]

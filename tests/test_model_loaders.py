@@ -73,7 +73,7 @@ def test_the_pixel_model_returns_x0_and_a_variance_of_its_channels(loaded):
     model = loaded["shapes-ddpm"].model
     x = torch.randn(2, 3, 32, 32, generator=gen(0)) * 2
     cond = Conditioning(text="a red circle")
-    x0, v = model.denoiser.denoise_with_variance(x, torch.tensor(2.0), cond=cond)
+    x0, v = model.denoiser(x, torch.tensor(2.0), cond=cond)  # a Denoised: x̂_0 and v
     assert x0.shape == (2, 3, 32, 32) and v.shape == (2, 3, 32, 32)
     assert torch.isfinite(x0).all() and torch.isfinite(v).all()
 
@@ -104,11 +104,17 @@ def test_a_file_whose_weights_do_not_fit_its_config_fails_naming_it(tmp_path):
     tensors, meta = load_checkpoint(MODELS_DIR / "shapes-classifier.safetensors")
     dropped = dict(list(tensors.items())[1:])
     save_checkpoint(tmp_path / "short.safetensors", dropped, meta)
-    with pytest.raises(CheckpointError, match=r"short\.safetensors: the classifier weights do not "
-                                              r"match its config \(1 missing, 0 unexpected\)"):
+    with pytest.raises(CheckpointError, match=r"short\.safetensors: the classifier lacks 1 "
+                                              r"tensor\(s\): conv_in\.bias"):
         load_classifier(str(tmp_path / "short.safetensors"))
+    extra = {**tensors, "classifier.surplus.weight": torch.zeros(2)}
+    save_checkpoint(tmp_path / "long.safetensors", extra, meta)
+    with pytest.raises(CheckpointError, match=r"long\.safetensors: 1 classifier tensor\(s\) have no "
+                                              r"place in the network its config describes: surplus"):
+        load_classifier(str(tmp_path / "long.safetensors"))
     save_checkpoint(tmp_path / "bare.safetensors", {"x": torch.zeros(1)}, {"kind": "pixel"})
-    with pytest.raises(CheckpointError, match=r"bare\.safetensors: its metadata does not describe a pixel"):
+    with pytest.raises(CheckpointError, match=r"bare\.safetensors: cannot read the pixel model "
+                                              r"\(KeyError: no 'components' entry\)"):
         load_model(str(tmp_path / "bare.safetensors"))
 
 
@@ -204,7 +210,7 @@ def test_classifier_guidance_node_wraps_the_pixel_model(loaded, classifier):
     guided = classifier_guidance(CTX, base, classifier, "any", "blue", 2.0)
     assert isinstance(guided.denoiser, ClassifierGuidedDenoiser)
     assert guided.denoiser.model is base.denoiser and guided.denoiser.scale == 2.0
-    assert guided.denoiser.learned_variance is True
+    assert guided.denoiser.model.learned_variance is True
     assert list(guided.denoiser.log_prob.indices) == ["color"]
     assert "guided toward blue (s = 2.0)" in guided.description
     assert guided.latent_channels == 3 and guided.schedule is base.schedule

@@ -191,6 +191,35 @@ def test_spaced_timesteps_match_diffusers(spacing):
         assert theirs[steps:] in ([], [-1]), (spacing, steps)
 
 
+SCHEDULER_STEPS = (1, 2, 4, 7, 10, 25, 27, 28, 48, 50, 61, 100, 112, 999, 1000)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("scheduler", [
+    "DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "DPMSolverMultistepScheduler"])
+def test_which_spacings_pick_the_same_timesteps_as_diffusers(scheduler, spacing):
+    """What timesteps.py's docstring says matches, and what does not."""
+    cls = getattr(pytest.importorskip("diffusers"), scheduler)
+    differs = set()
+    for steps in SCHEDULER_STEPS:
+        instance = cls(num_train_timesteps=1000, timestep_spacing=spacing)
+        instance.set_timesteps(steps)
+        theirs = instance.timesteps
+        if scheduler == "HeunDiscreteScheduler":  # t_0, t_1, t_1, t_2, t_2, …: each once
+            theirs = torch.cat([theirs[:1], theirs[1::2]])
+        if theirs[:steps].double().tolist() != spaced_timesteps(1000, steps, spacing).double().tolist():
+            differs.add(steps)
+    euler_family = scheduler in ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+                                 "HeunDiscreteScheduler")
+    if euler_family and spacing == "linspace":  # fractional timesteps unless (N − 1) | (T − 1)
+        assert differs == {n for n in SCHEDULER_STEPS if n > 1 and 999 % (n - 1)}
+    elif scheduler == "DPMSolverMultistepScheduler" and spacing != "trailing":
+        assert differs == set(SCHEDULER_STEPS)  # its own grid of N + 1 points
+    else:
+        assert differs == set()
+
+
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 def test_spaced_timesteps_shape(spacing):
     for steps in range(1, 1001, 37):

@@ -734,3 +734,202 @@ def test_a_workflow_larger_than_pillows_text_limit_round_trips_through_png(tmp_p
     assert len(text.encode()) > 1_500_000
     save_png(torch.rand(3, 4, 4), tmp_path / "big.png", text)
     assert dumps(load(tmp_path / "big.png")) == text
+
+
+# -- nesting, surrogates, pipes (issue 12) ---------------------------------------------------
+def nested(depth: int) -> list:
+    """A list nested ``depth`` levels deep (``[[[]]]`` is 3), built without recursion."""
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_json_nested_beyond_the_limit_is_refused_naming_the_limit(tmp_path):
+    """The JSON parser recursed per level and raised RecursionError at ~1000 levels."""
+    from core.workflow.jsondata import MAX_DEPTH
+
+    message = load_error(write(tmp_path, "\n" + "[" * 1000 + "]" * 1000))
+    assert f"nested deeper than {MAX_DEPTH} levels" in message and "line 2" in message
+
+
+def test_a_deep_value_inside_a_valid_document_is_refused(tmp_path):
+    data = doc()
+    data["nodes"][0]["params"]["value"] = nested(500)
+    message = load_error(write(tmp_path, json.dumps(data)))
+    assert "nested deeper than" in message
+
+
+def test_nesting_up_to_the_limit_loads_and_saves_back(tmp_path):
+    """The limit is the same on reading and writing: the deepest file that
+    loads also saves, and what saves loads again."""
+    from core.workflow.jsondata import MAX_DEPTH, PARAM_LEVELS
+
+    data = doc()
+    data["nodes"][0]["params"]["value"] = nested(MAX_DEPTH - PARAM_LEVELS)
+    workflow = load(write(tmp_path, json.dumps(data)))
+    save(workflow, tmp_path / "again.json")
+    assert dumps(load(tmp_path / "again.json")) == dumps(workflow)
+    data["nodes"][0]["params"]["value"] = nested(MAX_DEPTH - PARAM_LEVELS + 1)
+    assert "nested deeper than" in load_error(write(tmp_path, json.dumps(data)))
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path):
+    data = doc()
+    data["nodes"][0]["params"]["value"] = '[{"\\' + "[" * 5000
+    assert load(write(tmp_path, json.dumps(data))).node("a").params["value"].endswith("[[[")
+
+
+def test_from_data_refuses_deep_data_naming_the_key():
+    with pytest.raises(ValueError, match="'ui': nested deeper than"):
+        wio.from_data(doc(ui={"x": nested(2000)}))
+
+
+def test_a_png_whose_workflow_chunk_is_nested_deep_is_refused(tmp_path):
+    path = save_png(torch.zeros(3, 2, 2), tmp_path / "deep.png", "[" * 5000 + "]" * 5000)
+    assert "nested deeper than" in load_error(path)
+
+
+def test_copy_does_not_recurse_on_deep_values():
+    """Workflow.copy() used copy.deepcopy and raised RecursionError at ~500 levels."""
+    workflow = Workflow(ui={"deep": nested(5000)})
+    workflow.add_node(Node("a", "test.source", params={"value": nested(5000), "n": 1}))
+    clone = workflow.copy()
+    value, depth = clone.node("a").params["value"], 1
+    while value:
+        assert value is not workflow.node("a").params["value"]
+        value, depth = value[0], depth + 1
+    assert depth == 5000 and clone.ui["deep"] is not workflow.ui["deep"]
+
+
+def test_saving_a_too_deep_value_names_node_and_field():
+    workflow = Workflow()
+    workflow.add_node(Node("a", "test.source", params={"value": nested(5000)}))
+    with pytest.raises(WorkflowError, match=r"node .a., field .value.: nested deeper than"):
+        dumps(workflow)
+
+
+def test_validation_reports_a_too_deep_value_instead_of_recursing():
+    from core.validation import validate
+    from tests.stubs import chain, stub_registry
+
+    workflow = chain(("a", "test.source", {"value": nested(5000)}), ("b", "test.output", {}),
+                     links=[("a", "out", "b", "x")])
+    problems = validate(workflow, stub_registry())
+    assert [(p.node_id, p.field, p.kind) for p in problems] == [("a", "value", "bad_value")]
+    assert "nested deeper than" in problems[0].message
+
+
+SURROGATES = "lone \ud800 and \udcff (an undecodable byte from the command line)"
+
+
+def surrogate_workflow() -> Workflow:
+    workflow = sample_workflow()
+    workflow.node("b").title = SURROGATES
+    workflow.node("a").params.update({"label": SURROGATES, f"key {SURROGATES}": [SURROGATES]})
+    workflow.ui["note"] = SURROGATES
+    return workflow
+
+
+def test_lone_surrogates_save_and_load_back_unchanged(tmp_path):
+    """Saving raised UnicodeEncodeError: they are written as JSON escapes."""
+    workflow = surrogate_workflow()
+    save(workflow, tmp_path / "s.json")
+    again = load(tmp_path / "s.json")
+    assert again.node("b").title == SURROGATES and again.ui["note"] == SURROGATES
+    assert again.node("a").params == workflow.node("a").params
+    assert dumps(again) == dumps(workflow)
+    assert "\\ud800" in (tmp_path / "s.json").read_text(encoding="utf-8")
+
+
+def test_lone_surrogates_survive_a_png(tmp_path):
+    """Writing the output PNG raised UnicodeEncodeError."""
+    workflow = surrogate_workflow()
+    path = save_png(torch.rand(3, 4, 4), tmp_path / "s.png", dumps(workflow))
+    assert load(path).node("b").title == SURROGATES
+
+
+def test_a_workflow_is_read_once_so_a_fifo_works(tmp_path):
+    """load() opened the path twice (PNG sniffing, then reading): a FIFO hung."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    text = dumps(sample_workflow())
+    writer = threading.Thread(target=lambda: fifo.write_text(text, encoding="utf-8"), daemon=True)
+    loaded: list[Workflow] = []
+    reader = threading.Thread(target=lambda: loaded.append(load(fifo)), daemon=True)
+    writer.start()
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # unblock the reader's second open, then fail
+        with open(fifo, "w"):
+            pass
+        pytest.fail("load() did not return: it opened the FIFO twice")
+    assert loaded and dumps(loaded[0]) == text
+
+
+def test_a_png_from_a_fifo_loads(tmp_path):
+    import threading
+
+    raw = _png_with_workflow(tmp_path).read_bytes()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    threading.Thread(target=lambda: fifo.write_bytes(raw), daemon=True).start()
+    loaded: list[Workflow] = []
+    reader = threading.Thread(target=lambda: loaded.append(load(fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load() did not return")
+    assert dumps(loaded[0]) == dumps(sample_workflow())
+
+
+def test_a_folder_is_refused_with_a_message(tmp_path):
+    assert "a folder, not a workflow file" in load_error(tmp_path)
+
+
+def test_png_save_is_atomic(tmp_path, monkeypatch):
+    """A PNG write that dies before the rename keeps the old image whole."""
+    path = save_png(torch.zeros(3, 4, 4), tmp_path / "out.png", dumps(sample_workflow()))
+    before = path.read_bytes()
+
+    def crashing_replace(src, dst):
+        raise OSError("simulated crash")
+
+    monkeypatch.setattr(wio.os, "replace", crashing_replace)
+    with pytest.raises(OSError):
+        save_png(torch.ones(3, 4, 4), path, dumps(Workflow()))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda n: n.params.update(value=float("nan")), "field 'value': holds nan"),
+    (lambda n: n.params.update(value=[1, float("inf")]), "field 'value': holds inf"),
+    (lambda n: n.params.update(value={1, 2}), "field 'value': holds a set"),
+    (lambda n: n.params.update(value={3: "x"}), "field 'value': has a key of type int"),
+    (lambda n: setattr(n, "mode", ""), "'mode' must be text"),
+    (lambda n: setattr(n, "type", ""), "'type' must be text"),
+])
+def test_saving_refuses_what_loading_would_refuse(change, message):
+    """Found by fuzzing: a document built in memory saved a file that would not
+    open again (an empty mode), or failed with json's bare ValueError (NaN)."""
+    workflow = sample_workflow()
+    change(workflow.node("a"))
+    with pytest.raises(WorkflowError, match="cannot save the workflow") as info:
+        dumps(workflow)
+    assert "node 'a'" in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.parametrize("stop", ["abc", [1], 2.5, True, -3])
+def test_branching_a_sampler_with_an_invalid_stop_step_names_the_field(stop):
+    """Found by fuzzing: int() of the field raised a bare ValueError/TypeError."""
+    from core.workflow.branch import SAMPLER_TYPE, branch_at
+
+    workflow = Workflow()
+    workflow.add_node(Node("sampler", SAMPLER_TYPE, params={"stop_at_step": stop}))
+    with pytest.raises(WorkflowError, match=r"node 'sampler': its 'stop_at_step' must be a whole"):
+        branch_at(workflow, "sampler", 2, {})

@@ -19,6 +19,7 @@ EXIT_OK, EXIT_INVALID = 0, 2
 def run_inspect(paths: Sequence[str], as_json: bool = False,
                 out: TextIO | None = None, err: TextIO | None = None) -> int:
     from core.checkpoints import CheckpointError
+    from core.checkpoints.boundary import file_faults
     from core.checkpoints.detect import detect
     from core.checkpoints.library import resolve
 
@@ -28,23 +29,30 @@ def run_inspect(paths: Sequence[str], as_json: bool = False,
     found = []
     for index, name in enumerate(paths):
         try:
-            detection = detect(_locate(name, resolve))
+            with file_faults(name, "model file"):  # a name the system refuses, "~nobody/…"
+                detection = detect(_locate(name, resolve))
         except CheckpointError as error:
-            print(f"error: {error}", file=err)
+            print(_printable(f"error: {error}"), file=err)
             status = EXIT_INVALID
             continue
         if not detection.recognised:
             reasons = "; ".join(detection.problems) or "not a kind of model this workbench loads"
-            print(f"error: {detection.path}: {reasons}", file=err)
+            print(_printable(f"error: {detection.path}: {reasons}"), file=err)
             status = EXIT_INVALID
         found.append(detection)
         if not as_json:
             if index:
                 print(file=out)
-            print(format_detection(detection), file=out)
+            print(_printable(format_detection(detection)), file=out)
     if as_json:
         print(json.dumps([d.to_dict() for d in found], indent=2), file=out)
     return status
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates (a file name that is not UTF-8, kept by
+    Python as ``\\udcff``) written as escapes, so printing it cannot fail."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _locate(name: str, resolve) -> Path:

@@ -3,10 +3,10 @@
 the built-in models, list the node types, say what model files are
 (``inspect``).
 
-Exit status: 0 success, 1 a node failed while running, 2 an invalid
-workflow, ``--set`` or device (``inspect``: a model file unreadable or of an
-unknown kind), 130 interrupted (Ctrl-C cancels the run
-cleanly at the next node or sampler step).
+Exit status: 0 success, 1 a node failed while running (or its results could
+not be written), 2 an invalid workflow, ``--set``, output folder or device
+(``inspect``: a model file unreadable or of an unknown kind), 130 interrupted
+(Ctrl-C cancels the run cleanly at the next node or sampler step).
 """
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from app.cli.outputs import OutputPathError, check_writable_folder, print_path
 from app.cli.overrides import OverrideError, apply_overrides
 from app.cli.progress import ProgressPrinter
 from app.cli.trajectory import StepRecorder
+from core import paths
 from core.device import DEVICE_CHOICES, DTYPE_CHOICES, DeviceError
+from core.diffusion.registry import SAMPLERS, SCHEDULE_NAMES, SPACINGS
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -58,11 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     schedule = commands.add_parser(
         "schedule", help="print a noise schedule as CSV (t, beta, alpha_bar, sigma, snr)"
     )
-    schedule.add_argument("name", help="linear, scaled_linear, cosine or sigmoid")
+    schedule.add_argument("name", help=f"one of {', '.join(SCHEDULE_NAMES)}")
     schedule.add_argument("--timesteps", type=int, default=1000, help="T (default 1000)")
     schedule.add_argument("--zero-snr", action="store_true", help="rescale to zero terminal SNR")
     schedule.add_argument("--steps", type=int, help="only the timesteps N sampling steps visit")
-    schedule.add_argument("--spacing", default="leading", help="leading, trailing, linspace or karras")
+    schedule.add_argument("--spacing", default="leading", help=f"one of {', '.join(SPACINGS)}")
     schedule.set_defaults(handler=_cmd_schedule)
     train = commands.add_parser("train", help="train a built-in model")
     train.add_argument("model", help="shapes-vae, shapes-ldm, shapes-controlnet, shapes-ddpm, "
@@ -107,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--scale", type=float, default=3.0,
                           help="classifier guidance scale s (for a classifier)")
     evaluate.add_argument("--strength", type=float, default=1.0, help="ControlNet strength")
-    evaluate.add_argument("--sampler", help="default: the model's example workflow's")
+    evaluate.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the "
+                                            "model's example workflow's)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--grid", type=Path, default=Path("eval-grid.png"))
     evaluate.add_argument("--device", default="auto")
@@ -132,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: What ``diffusion-workbench`` with no arguments opens.
-DEFAULT_WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "txt2img.json"
+DEFAULT_WORKFLOW = paths.DEFAULT_WORKFLOW
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,11 +174,16 @@ def _registry():
 def _cmd_run(args: argparse.Namespace) -> int:
     from core.executor import Cancelled, CancelToken, ExecutionFailed, Executor
     from core.validation import ValidationError
-    from core.workflow import WorkflowFormatError, dumps, load
+    from core.workflow import WorkflowError, WorkflowFormatError, dumps, load
 
     try:
         registry = _registry()
         workflow = apply_overrides(load(args.workflow), registry, args.overrides)
+        # Everything the images need is checked before the run, not after it.
+        workflow_json = dumps(workflow)
+        check_writable_folder(args.out, "--out")
+        if args.trajectory:
+            check_writable_folder(args.trajectory, "--trajectory")
         executor = Executor(registry)
         token = CancelToken()
         recorder = StepRecorder() if args.trajectory else None
@@ -186,7 +195,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         )
         result = worker.wait_or_cancel(token)
-    except (WorkflowFormatError, OverrideError, ValidationError, DeviceError) as error:
+    except (WorkflowFormatError, WorkflowError, OverrideError, OutputPathError, ValidationError,
+            DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
@@ -202,11 +212,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    for path in write_images(result, registry, workflow, args.out, dumps(workflow)):
-        print(path)
-    if recorder is not None:
-        for path in recorder.export(args.trajectory):
-            print(path)
+    return _write_results(args, result, registry, workflow, workflow_json, recorder)
+
+
+def _write_results(args, result, registry, workflow, workflow_json: str, recorder) -> int:
+    """Write the images (and the trajectory); a failure now (a full disk) is
+    reported, not raised: the folders were checked before the run."""
+    try:
+        written = write_images(result, registry, workflow, args.out, workflow_json)
+        if recorder is not None:
+            written += recorder.export(args.trajectory)
+    except (OSError, ValueError) as error:
+        if args.verbose:
+            log.error("traceback of the failure", exc_info=error)
+        print(f"error: the run finished, but writing its results failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    for path in written:
+        print_path(path)
     return EXIT_OK
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core.diffusion.registry import SAMPLERS
 from core.workflow import Workflow, save
 from core.workflow.branch import SAMPLER_TYPE, branch_at
-from nodes.diffusion import MAX_SEED, SAMPLER_CHOICES
+from nodes.diffusion import MAX_SEED
 
 PROMPT_TYPE = "conditioning.encode"
 CONTROLNET_TYPE = "conditioning.controlnet"
@@ -89,7 +90,7 @@ class BranchPanel(QtWidgets.QWidget):
         self.guidance.setRange(0.0, 50.0)
         self.guidance.setSingleStep(0.5)
         self.sampler = QtWidgets.QComboBox()
-        self.sampler.addItems(list(SAMPLER_CHOICES))
+        self.sampler.addItems(list(SAMPLERS))
         self.seed = QtWidgets.QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("Seed of the noise the remaining steps draw (ancestral samplers)")

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from core.paths import WORKFLOWS_DIR
 from core.workflow import Workflow, WorkflowFormatError, load
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "workflows"
+EXAMPLES_DIR = WORKFLOWS_DIR
 THUMB_SIZE = QtCore.QSize(200, 120)
 #: Node colours by the type's family (the part before the dot).
 FAMILY_COLOURS = {"model": "#5b7bd5", "conditioning": "#d5a03b", "diffusion": "#c2554f",

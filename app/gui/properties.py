@@ -68,6 +68,8 @@ class PropertiesPanel(QtWidgets.QScrollArea):
                 editor.edited.connect(lambda value, n=item.name: self._edited(n, value))
                 self.editors[item.name] = editor
                 form.addRow(item.name, editor)
+            self._form = form
+            self._show_applicable()
             if spec.type_id in DESCRIBED_LOADERS:
                 self.file_info = QtWidgets.QLabel()
                 self.file_info.setWordWrap(True)
@@ -75,6 +77,15 @@ class PropertiesPanel(QtWidgets.QScrollArea):
                 form.addRow("What it is", self.file_info)
                 self._describe_file()
         self.setWidget(form_host)
+
+    def _show_applicable(self) -> None:
+        """Hide the parameters that do not apply to the node's other choices (a
+        sampler's η when the sampler takes none); they keep their values."""
+        spec = adapter.spec_of(self.node)
+        params = {i.name: self.node.get_property(adapter.param_prop(i.name)) for i in spec.params}
+        for item in spec.params:
+            if item.shown_when is not None and item.name in self.editors:
+                self._form.setRowVisible(self.editors[item.name], item.shown_for(params))
 
     def _describe_file(self) -> None:
         """The chosen model file as the header-only detector sees it (no loading)."""
@@ -107,6 +118,7 @@ class PropertiesPanel(QtWidgets.QScrollArea):
             editor = self.editors.get(name[len(adapter.PARAM_PREFIX):])
             if editor is not None:
                 editor.set_value(value)
+                self._show_applicable()
             if self.file_info is not None and name[len(adapter.PARAM_PREFIX):] in ("name", "path"):
                 self._describe_file()
         elif name == "name":

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from core.checkpoints.boundary import checkpoint_boundary
 from core.checkpoints.detect_keys import Finding, Keys
 from core.checkpoints.header import SafetensorsHeader, TensorInfo, read_header
 from core.checkpoints.safetensors_io import METADATA_KEY, PICKLE_SUFFIXES, CheckpointError
@@ -80,6 +81,7 @@ class Detection:
         return json.dumps(self.to_dict(), indent=2)
 
 
+@checkpoint_boundary("model file")
 def detect(path: str | os.PathLike) -> Detection:
     """The Detection of a safetensors file, a pickle or a diffusers folder.
 
@@ -126,13 +128,17 @@ def classify(keys: Keys) -> Finding:
 
 
 def _workbench(keys: Keys) -> Finding:
+    """The workbench's own file: its kind and name as the metadata states them
+    (read_header has checked that the metadata is a JSON object); a kind or
+    name that is not text is not repeated."""
     try:
         meta = json.loads(keys.metadata[METADATA_KEY])
-    except ValueError:
+    except (ValueError, RecursionError):
         meta = {}
-    kind = meta.get("kind") if isinstance(meta, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    kind, name = (value if isinstance(value, str) else None
+                  for value in (meta.get("kind"), meta.get("name")))
     parts = tuple(dict.fromkeys(k.split(".", 1)[0] for k in keys.tensors if "." in k))
-    name = meta.get("name") if isinstance(meta, dict) else None
     return Finding("workbench", kind, components=parts,
                    notes=(f"model {name!r}",) if name else ())
 

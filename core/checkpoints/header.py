@@ -8,24 +8,43 @@ classified in milliseconds without touching its data.
 
 The header comes from a file the user picked up somewhere: it is checked as
 strictly as the safetensors library checks it (size, nesting, dtypes, offsets
-that tile the data region exactly), and every failure is a
-:class:`CheckpointError` naming the file and the problem.
+that tile the data region exactly, names that are real Unicode text), and
+every failure is a :class:`CheckpointError` naming the file and the problem.
+A workbench file's own metadata (the JSON text under ``diffusion-workbench``)
+is checked here too, before any loader reads it: a JSON object, nested at
+most :data:`MAX_METADATA_DEPTH` deep, its strings real Unicode text.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from core.checkpoints.safetensors_io import CheckpointError
+from core.checkpoints.boundary import CheckpointError, checkpoint_boundary
+from core.checkpoints.safetensors_io import METADATA_KEY as WORKBENCH_KEY
+
+
+class HeaderError(CheckpointError):
+    """A header that is damaged, lies or is no safetensors header; ``reason``
+    says why without the file name (loaders put it after their own words)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
 
 #: Headers larger than this are refused (real ones are a few hundred kB).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+#: How deep a workbench file's metadata JSON may nest (the shipped files: 5).
+MAX_METADATA_DEPTH = 32
+#: A JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into a name.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 #: Bits per element of every dtype the safetensors format defines.
 DTYPE_BITS = MappingProxyType({
@@ -58,8 +77,10 @@ class SafetensorsHeader:
     file_size: int
     header_size: int  # the JSON's length in bytes (without the 8-byte length)
     data_size: int  # bytes of tensor data the header declares
+    workbench: Mapping[str, Any] | None = None  # the parsed workbench metadata, if any
 
 
+@checkpoint_boundary("safetensors header")
 def read_header(path: str | os.PathLike) -> SafetensorsHeader:
     """The validated header of ``path``; reads only its first 8 + N bytes."""
     path = Path(path)
@@ -69,38 +90,41 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
             length = _header_length(path, handle.read(8), file_size)
             raw = handle.read(length)
     except OSError as error:
-        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+        raise HeaderError(path, f"cannot be read ({error.strerror or error})") from None
     if len(raw) != length:
-        raise CheckpointError(f"{path}: the file ended inside its header (truncated)")
+        raise HeaderError(path, "the file ended inside its header (truncated)")
     entries = _parse_json(path, raw)
     metadata = _metadata(path, entries.pop("__metadata__", None))
+    if _SURROGATE_ESCAPE.search(raw):
+        _refuse_lone_surrogates(path, [*entries, *metadata, *metadata.values()], "the header")
+    workbench = _workbench(path, metadata.get(WORKBENCH_KEY))
     tensors, data_size = _tensors(path, entries)
     available = file_size - 8 - length
     if data_size > available:
-        raise CheckpointError(
-            f"{path}: truncated: its tensors need {data_size:,} bytes of data, "
+        raise HeaderError(
+            path, f"truncated: its tensors need {data_size:,} bytes of data, "
             f"the file holds {available:,}")
     if data_size < available:
-        raise CheckpointError(
-            f"{path}: {available - data_size:,} bytes after the last tensor: the header "
+        raise HeaderError(
+            path, f"{available - data_size:,} bytes after the last tensor: the header "
             "does not describe the whole file (damaged or not a safetensors file)")
     return SafetensorsHeader(path, MappingProxyType(tensors), MappingProxyType(metadata),
-                             file_size, length, data_size)
+                             file_size, length, data_size, workbench)
 
 
 def _header_length(path: Path, prefix: bytes, file_size: int) -> int:
     if len(prefix) < 8:
-        raise CheckpointError(f"{path}: {file_size} bytes: too short to be a safetensors file")
+        raise HeaderError(path, f"{file_size} bytes: too short to be a safetensors file")
     (length,) = struct.unpack("<Q", prefix)
     if length < 2:
-        raise CheckpointError(f"{path}: a header length of {length} bytes: not a safetensors file")
+        raise HeaderError(path, f"a header length of {length} bytes: not a safetensors file")
     if length > MAX_HEADER_BYTES:
-        raise CheckpointError(
-            f"{path}: declares a {length:,}-byte header (the limit is {MAX_HEADER_BYTES:,}): "
+        raise HeaderError(
+            path, f"declares a {length:,}-byte header (the limit is {MAX_HEADER_BYTES:,}): "
             "not a safetensors file, or a damaged one")
     if 8 + length > file_size:
-        raise CheckpointError(
-            f"{path}: declares a {length:,}-byte header but the file has only "
+        raise HeaderError(
+            path, f"declares a {length:,}-byte header but the file has only "
             f"{file_size:,} bytes (truncated, or not a safetensors file)")
     return length
 
@@ -109,14 +133,14 @@ def _parse_json(path: Path, raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
     except RecursionError:
-        raise CheckpointError(f"{path}: the header's JSON is nested too deeply") from None
+        raise HeaderError(path, "the header's JSON is nested too deeply") from None
     except UnicodeDecodeError:
-        raise CheckpointError(f"{path}: the header is not UTF-8 text: not a safetensors file") from None
+        raise HeaderError(path, "the header is not UTF-8 text: not a safetensors file") from None
     except ValueError as error:  # JSONDecodeError and duplicate names
-        raise CheckpointError(f"{path}: the header is not valid JSON ({error})") from None
+        raise HeaderError(path, f"the header is not valid JSON ({error})") from None
     if not isinstance(value, dict):
-        raise CheckpointError(
-            f"{path}: the header is a JSON {type(value).__name__}, not an object")
+        raise HeaderError(
+            path, f"the header is a JSON {type(value).__name__}, not an object")
     return value
 
 
@@ -133,8 +157,58 @@ def _metadata(path: Path, raw: Any) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise CheckpointError(f"{path}: __metadata__ must map names to strings")
+        raise HeaderError(path, "__metadata__ must map names to strings")
     return raw
+
+
+def _refuse_lone_surrogates(path: Path, texts, where: str) -> None:
+    """Names must be Unicode text: a lone surrogate (``"\\ud800"``) parses but
+    cannot be printed or written back, so it would fail far from here."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HeaderError(path, f"{where} holds the text {ascii(text)[:80]}, which is not "
+                                    "valid Unicode (a lone UTF-16 surrogate): a damaged "
+                                    "file") from None
+
+
+def _workbench(path: Path, raw: str | None) -> dict[str, Any] | None:
+    """The workbench metadata as a JSON object of bounded depth, or None if absent."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise HeaderError(path, f"damaged {WORKBENCH_KEY} metadata (nested too deeply)") from None
+    except ValueError as error:
+        raise HeaderError(path, f"damaged {WORKBENCH_KEY} metadata (not JSON: {error})") from None
+    problem = (_shape_problem(value) if isinstance(value, dict)
+               else f"a JSON {type(value).__name__}, not an object")
+    if problem:
+        raise HeaderError(path, f"damaged {WORKBENCH_KEY} metadata ({problem})")
+    return value
+
+
+def _shape_problem(value: Any) -> str | None:
+    """Why a parsed JSON value is unusable (too deep, a lone surrogate), or None.
+    Iterative, so a deep value cannot exhaust the stack here."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            return f"nested deeper than {MAX_METADATA_DEPTH} levels"
+        if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the text {ascii(item)[:60]} is not valid Unicode (a lone surrogate)"
+    return None
 
 
 def _tensors(path: Path, entries: dict[str, Any]) -> tuple[dict[str, TensorInfo], int]:
@@ -150,30 +224,30 @@ def _tensors(path: Path, entries: dict[str, Any]) -> tuple[dict[str, TensorInfo]
     for start, end, name in spans:
         if start != position:
             problem = "overlaps the tensor before it" if start < position else "leaves a gap"
-            raise CheckpointError(
-                f"{path}: tensor {name!r} at bytes {start}..{end} {problem} (the header lies)")
+            raise HeaderError(
+                path, f"tensor {name!r} at bytes {start}..{end} {problem} (the header lies)")
         position = end
     return tensors, position
 
 
 def _tensor(path: Path, name: str, entry: Any) -> tuple[TensorInfo, int, int]:
     if not isinstance(entry, dict):
-        raise CheckpointError(f"{path}: tensor {name!r}: its entry is not a JSON object")
+        raise HeaderError(path, f"tensor {name!r}: its entry is not a JSON object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPE_BITS:
-        raise CheckpointError(f"{path}: tensor {name!r}: unknown dtype {dtype!r}")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        raise HeaderError(path, f"tensor {name!r}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(_natural(d) for d in shape):
-        raise CheckpointError(f"{path}: tensor {name!r}: shape {shape!r} is not a list of sizes")
+        raise HeaderError(path, f"tensor {name!r}: shape {shape!r} is not a list of sizes")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_natural, offsets))
             or offsets[0] > offsets[1]):
-        raise CheckpointError(
-            f"{path}: tensor {name!r}: data_offsets {offsets!r} are not [start, end] with "
+        raise HeaderError(
+            path, f"tensor {name!r}: data_offsets {offsets!r} are not [start, end] with "
             "0 <= start <= end")
     info = TensorInfo(dtype, tuple(shape))
     bits = info.numel * DTYPE_BITS[dtype]
     if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
-        raise CheckpointError(
-            f"{path}: tensor {name!r}: {dtype} {list(shape)} needs {bits / 8:g} bytes but "
+        raise HeaderError(
+            path, f"tensor {name!r}: {dtype} {list(shape)} needs {bits / 8:g} bytes but "
             f"its offsets span {offsets[1] - offsets[0]} (the header lies)")
     return info, offsets[0], offsets[1]
 

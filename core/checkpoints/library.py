@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from core.checkpoints.boundary import checkpoint_boundary
 from core.checkpoints.detect import Detection, detect
 from core.checkpoints.safetensors_io import CheckpointError
 
@@ -103,6 +104,7 @@ def choices(family_filter: str | Iterable[str] | None = None,
             if e.detection is not None and (wanted is None or e.family in wanted)]
 
 
+@checkpoint_boundary("model name", "name")
 def resolve(name: str | os.PathLike, dirs: Sequence[str | os.PathLike] | None = None) -> Path:
     """The path of a display name (the first folder holding it), or of an existing path."""
     text = os.fspath(name)

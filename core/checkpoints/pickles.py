@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
+from core.checkpoints.boundary import checkpoint_boundary
 from core.checkpoints.safetensors_io import PICKLE_SUFFIXES, CheckpointError
 
 ENV_VAR = "DIFFUSION_WORKBENCH_ALLOW_PICKLE"
@@ -46,6 +47,7 @@ def refusal(path: str | os.PathLike) -> str:
             "torch.load(weights_only=True), which rebuilds tensors only")
 
 
+@checkpoint_boundary("pickle")
 def load_pickled_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of an allowed pickle, flattened from ``state_dict``-style nesting."""
     path = Path(path).expanduser()

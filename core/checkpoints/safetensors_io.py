@@ -15,34 +15,51 @@ from typing import Any, Mapping
 
 import torch
 
+from core.checkpoints.boundary import CheckpointError, checkpoint_boundary
+
+__all__ = ["CheckpointError", "METADATA_KEY", "PICKLE_SUFFIXES", "component", "load_checkpoint",
+           "read_tensors", "save_checkpoint", "update_metadata"]
+
 METADATA_KEY = "diffusion-workbench"
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl"}
 
 
-class CheckpointError(ValueError):
-    """A model file that cannot be used; the message names the file and why."""
-
-
 def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
                     metadata: Mapping[str, Any]) -> Path:
-    """Write ``tensors`` and the JSON ``metadata`` atomically."""
+    """Write ``tensors`` and the JSON ``metadata`` atomically: into a temporary
+    file beside ``path``, renamed over it only when complete; a failed write
+    removes the temporary file and leaves ``path`` as it was."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(contiguous, str(temp), metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True)})
-    os.chmod(temp, 0o644)  # a model file is for everyone to read
-    os.replace(temp, path)
+    text = json.dumps(metadata, sort_keys=True)
+    try:
+        save_file(contiguous, str(temp), metadata={METADATA_KEY: text})
+        os.chmod(temp, 0o644)  # a model file is for everyone to read
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     return path
 
 
+@checkpoint_boundary("model file")
+def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, memory-mapped, in its stored dtype.
+
+    The header is validated first (:func:`core.checkpoints.header.read_header`:
+    size, nesting, dtypes, offsets, names), so the safetensors library only
+    ever parses a header already known to be sound."""
+    _sound_header(path)
+    return _load_file(path)
+
+
+@checkpoint_boundary("model file")
 def load_checkpoint(path: str | os.PathLike, device: Any = "cpu"):
     """(tensors, metadata) of a workbench safetensors file, or CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
     path = Path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
@@ -51,19 +68,34 @@ def load_checkpoint(path: str | os.PathLike, device: Any = "cpu"):
         )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = (handle.metadata() or {}).get(METADATA_KEY)
-        tensors = load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
-    if raw is None:
+    header = _sound_header(path)
+    if header.workbench is None:
         raise CheckpointError(f"{path}: a safetensors file without Diffusion Workbench metadata")
+    tensors = _load_file(path)
+    if str(device) != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
+    return tensors, dict(header.workbench)
+
+
+def _sound_header(path: str | os.PathLike):
+    """The validated header, or "not a readable safetensors file" and why."""
+    from core.checkpoints.header import HeaderError, read_header
+
     try:
-        metadata = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: damaged metadata ({error})") from None
-    return tensors, metadata
+        return read_header(path)
+    except HeaderError as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {error.reason}") from None
+
+
+def _load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file "
+                              f"({type(error).__name__}: {error})") from None
 
 
 def component(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """The diffusion math of the lectures, written to be read next to the papers.
 
+- ``registry``: schedule, spacing and sampler names, each sampler's options (no torch).
 - ``schedules``: named β schedules and their float64 tables (β, α, ᾱ, σ, SNR, posterior).
 - ``timesteps``: which levels a sampler visits (spacings, Karras, flow grids).
 - ``forward``: q(x_t | x_{t−1}), q(x_t | x_0), q(x_{t−1} | x_t, x_0).
@@ -9,34 +10,35 @@
 - ``editing``: image-to-image strength and inpainting.
 - ``ideal``: closed-form denoisers (a finite image set; Gaussian data).
 - ``noise``: seeded CPU noise.
-"""
-from core.diffusion.denoisers import (
-    DiscreteTimeDenoiser,
-    FlowDenoiser,
-    predicted_noise,
-    to_model_scale,
-)
-from core.diffusion.editing import InpaintDenoiser, noised_to_level
-from core.diffusion.forward import q_posterior, q_sample, q_step
-from core.diffusion.guidance import CFGDenoiser, ClassifierGuidedDenoiser
-from core.diffusion.ideal import GaussianDenoiser, IdealDenoiser
-from core.diffusion.noise import cpu_generator, initial_noise
-from core.diffusion.samplers import SAMPLERS, STOP, StepInfo
-from core.diffusion.schedules import SCHEDULE_NAMES, Schedule, make_schedule
-from core.diffusion.timesteps import (
-    SPACINGS,
-    flow_times,
-    img2img_start,
-    karras_sigmas,
-    sampling_sigmas,
-    spaced_timesteps,
-)
 
-__all__ = [
-    "CFGDenoiser", "ClassifierGuidedDenoiser", "DiscreteTimeDenoiser", "FlowDenoiser",
-    "GaussianDenoiser", "IdealDenoiser", "InpaintDenoiser", "SAMPLERS", "SCHEDULE_NAMES",
-    "SPACINGS", "STOP", "Schedule", "StepInfo", "cpu_generator", "flow_times",
-    "img2img_start", "initial_noise", "karras_sigmas", "make_schedule", "noised_to_level",
-    "predicted_noise", "q_posterior", "q_sample", "q_step", "sampling_sigmas",
-    "spaced_timesteps", "to_model_scale",
-]
+The names below are imported on first use, so ``core.diffusion.registry``
+(which the node catalogue reads) loads without torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "denoisers": ("Denoised", "DiscreteTimeDenoiser", "FlowDenoiser", "as_denoised",
+                  "predicted_noise", "to_model_scale"),
+    "editing": ("InpaintDenoiser", "noised_to_level"),
+    "forward": ("q_posterior", "q_sample", "q_step"),
+    "guidance": ("CFGDenoiser", "ClassifierGuidedDenoiser"),
+    "ideal": ("GaussianDenoiser", "IdealDenoiser"),
+    "noise": ("cpu_generator", "initial_noise"),
+    "registry": ("SAMPLERS", "SCHEDULE_NAMES", "SPACINGS"),
+    "samplers": ("STOP", "StepInfo"),
+    "schedules": ("Schedule", "make_schedule"),
+    "timesteps": ("flow_times", "img2img_start", "karras_sigmas", "sampling_sigmas",
+                  "spaced_timesteps"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'core.diffusion' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"core.diffusion.{_MODULE_OF[name]}"), name)

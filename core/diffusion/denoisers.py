@@ -1,4 +1,5 @@
-"""Model wrappers: every network becomes one *denoiser* D(x, level) → x̂_0.
+"""Model wrappers: every network becomes one *denoiser* D(x, level) → x̂_0
+(with the model's learned variance alongside, when it has one: :class:`Denoised`).
 
 Samplers see only this interface (k-diffusion's ``external.py`` habit), so
 they never branch on what the network predicts. Two parameterizations of
@@ -19,22 +20,44 @@ Prediction conversions, in VP notation with a = √ᾱ_t and s = √(1 − ᾱ_t
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import torch
 
+from core.diffusion.registry import PARAMETERIZATIONS  # noqa: F401  (re-exported)
 from core.diffusion.schedules import Schedule
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
-PARAMETERIZATIONS = ("ve", "flow")
+
+
+class Denoised(NamedTuple):
+    """What a denoiser returns: x̂_0 and, from a model trained with a learned
+    variance, its interpolation v ∈ [−1, 1] of the reverse-process
+    log-variance, Σ = exp(v' log β + (1 − v') log β̃) with v' = (v + 1)/2
+    (Nichol & Dhariwal 2021, eq. 15). Every wrapper (guidance, inpainting,
+    LoRA) hands the variance on, so DDPM can use it whatever wraps the model.
+    """
+
+    x0: torch.Tensor  # (B, C, H, W)
+    variance: torch.Tensor | None = None  # (B, C, H, W) v, or None
 
 
 class Denoiser(Protocol):
-    """What every sampler calls: ``model(x, level, **extra) -> x̂_0``."""
+    """What every sampler calls: ``model(x, level, **extra)`` → :class:`Denoised`.
+
+    A denoiser without a variance (closed-form ones, test fakes) may return
+    x̂_0 alone; :func:`as_denoised` reads both forms.
+    """
 
     parameterization: str
 
-    def __call__(self, x: torch.Tensor, level: torch.Tensor, **extra: Any) -> torch.Tensor: ...
+    def __call__(self, x: torch.Tensor, level: torch.Tensor,
+                 **extra: Any) -> Denoised | torch.Tensor: ...
+
+
+def as_denoised(result: Denoised | torch.Tensor) -> Denoised:
+    """A denoiser's result as :class:`Denoised` (a bare tensor is x̂_0 without a variance)."""
+    return result if isinstance(result, Denoised) else Denoised(result)
 
 
 def expand_level(level, x: torch.Tensor) -> torch.Tensor:
@@ -47,28 +70,36 @@ def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, *([1] * (x.ndim - 1)))  # (B, 1, 1, 1)
 
 
+# -- the state at σ = ∞ ---------------------------------------------------------------
+# At ᾱ = 0 (zero terminal SNR, Lin et al. 2023) the VE sample x_0 + σ ε is
+# infinite; a sampler that starts there carries its limit in the VP scale,
+# x / √(1 + σ²) → x_T = ε, instead. The helpers below read x that way at σ = ∞.
+def to_model_scale(parameterization: str, x: torch.Tensor, level) -> torch.Tensor:
+    """x as the network (and a person) sees it: VP-scaled for ``ve``, as is for
+    ``flow``. At σ = ∞, x already is the VP sample x_T."""
+    if parameterization == "flow":
+        return x
+    sigma = _per_sample(expand_level(level, x), x)
+    scale = (sigma**2 + 1).sqrt()
+    return x / torch.where(torch.isinf(sigma), torch.ones_like(scale), scale)
+
+
 def predicted_noise(parameterization: str, x, x0, level) -> torch.Tensor:
-    """ε̂ implied by a denoised estimate (for previews and for guidance rescale)."""
+    """ε̂ implied by a denoised estimate (for previews and for guidance rescale).
+    At σ = ∞ the VP sample is pure noise: ε̂ = x_T whatever x̂_0 is."""
     level = _per_sample(expand_level(level, x), x)
     if parameterization == "flow":
         return (x - (1 - level) * x0) / level
-    return (x - x0) / level
+    return torch.where(torch.isinf(level), x, (x - x0) / level)
 
 
 def x0_from_noise(parameterization: str, x, eps, level) -> torch.Tensor:
-    """The inverse of :func:`predicted_noise`."""
+    """The inverse of :func:`predicted_noise` (not defined at σ = ∞, where ε̂ says
+    nothing about x_0)."""
     level = _per_sample(expand_level(level, x), x)
     if parameterization == "flow":
         return (x - level * eps) / (1 - level)
     return x - level * eps
-
-
-def to_model_scale(parameterization: str, x: torch.Tensor, level) -> torch.Tensor:
-    """x as the network (and a person) sees it: VP-scaled for ``ve``, as is for ``flow``."""
-    if parameterization == "flow":
-        return x
-    sigma = _per_sample(expand_level(level, x), x)
-    return x / (sigma**2 + 1).sqrt()
 
 
 class DiscreteTimeDenoiser:
@@ -76,12 +107,17 @@ class DiscreteTimeDenoiser:
 
     ``prediction`` is one of :data:`PREDICTIONS`. With ``learned_variance``
     the network returns 2C channels, the second half being Nichol & Dhariwal's
-    v ∈ [−1, 1] that interpolates the reverse-process log-variance.
+    v ∈ [−1, 1] that interpolates the reverse-process log-variance; it comes
+    back as :attr:`Denoised.variance`.
     ``clip_sample`` clamps x̂_0 to [−1, 1], as DDPM and Improved DDPM sample
     pixel-space models (diffusers' ``clip_sample``): near t = T, where ᾱ_t ≈ 0,
     x̂_0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t multiplies any error in ε̂ by 1/√ᾱ_t
     (about 6000 on the cosine schedule's last step) and would carry it into
     every later step. Latent models leave it off: their data is not bounded.
+
+    At σ = ∞ (ᾱ_T = 0 of a zero-terminal-SNR schedule) x is the VP sample x_T
+    and the network is called at t = T − 1: a v-model then gives x̂_0 = −v̂
+    exactly and an x0-model its output; an ε-model cannot (x̂_0 = (x_T − ε̂)/0).
     """
 
     parameterization = "ve"
@@ -102,16 +138,18 @@ class DiscreteTimeDenoiser:
         self.learned_variance = learned_variance
         self.clip_sample = clip_sample
 
-    def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
-        return self.denoise_with_variance(x, level, **extra)[0]
-
-    def denoise_with_variance(self, x: torch.Tensor, level, **extra: Any):
-        """(x̂_0, v) where v is the learned-variance output, or None."""
+    def __call__(self, x: torch.Tensor, level, **extra: Any) -> Denoised:
         sigma64 = torch.as_tensor(level).detach().to("cpu", torch.float64).expand(x.shape[0])
+        pure_noise = _per_sample(torch.isinf(sigma64).to(x.device), x)  # (B, 1, 1, 1): ᾱ = 0
+        if self.prediction == "epsilon" and bool(pure_noise.any()):
+            raise ValueError(
+                "an ε-prediction model cannot predict x̂_0 at ᾱ_T = 0 (zero terminal SNR; Lin "
+                "et al. 2023 use v-prediction): turn zero_snr off on the Schedule node, or use "
+                "a sampler that starts at σ_max (euler, euler_ancestral, heun, dpmpp_2m)")
         sigma = sigma64.to(device=x.device, dtype=x.dtype)  # (B,)
         a = _per_sample((sigma64**2 + 1).rsqrt().to(device=x.device, dtype=x.dtype), x)  # √ᾱ_t
-        s = _per_sample(sigma, x) * a  # √(1 − ᾱ_t)
-        x_t = x * a  # (B, C, H, W) in the VP scale the network was trained on
+        s = torch.where(pure_noise, torch.ones_like(a), _per_sample(sigma, x) * a)  # √(1 − ᾱ_t)
+        x_t = torch.where(pure_noise, x, x * a)  # (B, C, H, W) in the network's VP scale
         # The timestep from the float64 level, so table levels give whole timesteps.
         t = self.schedule.sigma_to_t(sigma64).to(device=x.device, dtype=x.dtype)  # (B,)
         out = self.network(x_t, t, **extra)
@@ -121,10 +159,10 @@ class DiscreteTimeDenoiser:
         if self.prediction == "epsilon":
             x0 = x - _per_sample(sigma, x) * out  # x = x_0 + σ ε
         elif self.prediction == "v_prediction":
-            x0 = a * x_t - s * out
+            x0 = a * x_t - s * out  # Salimans & Ho 2022, §4
         else:
             x0 = out
-        return (x0.clamp(-1, 1) if self.clip_sample else x0), variance
+        return Denoised(x0.clamp(-1, 1) if self.clip_sample else x0, variance)
 
 
 class FlowDenoiser:
@@ -136,7 +174,7 @@ class FlowDenoiser:
         self.network = network
         self.timestep_scale = timestep_scale
 
-    def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, level, **extra: Any) -> Denoised:
         t = expand_level(level, x)  # (B,)
         velocity = self.network(x, t * self.timestep_scale, **extra)
-        return x - _per_sample(t, x) * velocity  # x̂_0 = x_t − t v̂
+        return Denoised(x - _per_sample(t, x) * velocity)  # x̂_0 = x_t − t v̂

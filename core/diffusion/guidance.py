@@ -20,6 +20,8 @@ from typing import Any, Callable
 import torch
 
 from core.diffusion.denoisers import (
+    Denoised,
+    as_denoised,
     expand_level,
     predicted_noise,
     to_model_scale,
@@ -37,6 +39,8 @@ class CFGDenoiser:
     With ``batched`` the model takes a :class:`~core.values.ConditioningBatch`:
     both predictions come from one call on ``cat([x, x])`` (half the calls;
     what diffusers' pipelines do), otherwise from two calls.
+    A learned variance is the conditional branch's, as in GLIDE and
+    improved-diffusion, which guide ε (here x̂_0) and keep each branch's variance.
     """
 
     def __init__(self, model, positive: Any, negative: Any, scale: float, rescale: float = 0.0,
@@ -47,32 +51,31 @@ class CFGDenoiser:
         self.scale, self.rescale = scale, rescale
         self.batched = batched
 
-    def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
-        return self.denoise_with_variance(x, level, **extra)[0]
-
-    def denoise_with_variance(self, x, level, **extra):
+    def __call__(self, x: torch.Tensor, level, **extra: Any) -> Denoised:
         if self.scale == 1.0:
-            return _call(self.model, x, level, self.positive, extra)
+            return as_denoised(self.model(x, level, cond=self.positive, **extra))
         if self.batched:
-            uncond_x0, cond_x0, variance = self._both_at_once(x, level, extra)
+            uncond, cond = self._both_at_once(x, level, extra)
         else:
-            cond_x0, variance = _call(self.model, x, level, self.positive, extra)
-            uncond_x0, _ = _call(self.model, x, level, self.negative, extra)
-        guided = uncond_x0 + self.scale * (cond_x0 - uncond_x0)  # Ho & Salimans eq. 6
+            cond = as_denoised(self.model(x, level, cond=self.positive, **extra))
+            uncond = as_denoised(self.model(x, level, cond=self.negative, **extra))
+        guided = uncond.x0 + self.scale * (cond.x0 - uncond.x0)  # Ho & Salimans eq. 6
         if self.rescale > 0:
-            guided = self._rescaled(x, level, cond_x0, guided)
-        return guided, variance
+            guided = self._rescaled(x, level, cond.x0, guided)
+        return Denoised(guided, cond.variance)
 
-    def _both_at_once(self, x, level, extra):
-        """(unconditional x̂_0, conditional x̂_0, conditional variance) from one call."""
+    def _both_at_once(self, x, level, extra) -> tuple[Denoised, Denoised]:
+        """The unconditional and the conditional result from one call."""
         from core.values import ConditioningBatch
 
         level = torch.as_tensor(level)
         doubled = level if level.ndim == 0 else torch.cat([level, level])
-        x0, variance = _call(self.model, torch.cat([x, x]), doubled,  # (2B, C, H, W)
-                             ConditioningBatch((self.negative, self.positive)), extra)
-        uncond_x0, cond_x0 = x0.chunk(2)
-        return uncond_x0, cond_x0, None if variance is None else variance.chunk(2)[1]
+        both = as_denoised(self.model(torch.cat([x, x]), doubled,  # (2B, C, H, W)
+                                      cond=ConditioningBatch((self.negative, self.positive)),
+                                      **extra))
+        uncond_x0, cond_x0 = both.x0.chunk(2)
+        uncond_v, cond_v = (None, None) if both.variance is None else both.variance.chunk(2)
+        return Denoised(uncond_x0, uncond_v), Denoised(cond_x0, cond_v)
 
     def _rescaled(self, x, level, cond_x0, guided_x0):
         p = self.parameterization
@@ -81,14 +84,12 @@ class CFGDenoiser:
         dims = list(range(1, x.ndim))
         ratio = eps_cond.std(dim=dims, keepdim=True) / eps_cfg.std(dim=dims, keepdim=True)
         eps = self.rescale * (eps_cfg * ratio) + (1 - self.rescale) * eps_cfg  # Lin et al. eq. 16
-        return x0_from_noise(p, x, eps, level)
-
-
-def _call(model, x, level, cond, extra):
-    with_variance = getattr(model, "denoise_with_variance", None)
-    if with_variance is not None:
-        return with_variance(x, level, cond=cond, **extra)
-    return model(x, level, cond=cond, **extra), None
+        rescaled = x0_from_noise(p, x, eps, level)
+        # At pure noise (σ = ∞, or flow t = 1) every ε̂ is x itself: the ratio is 1
+        # and rescaling changes nothing, but x̂_0 from ε̂ would be 0/0 there.
+        level = expand_level(level, x).reshape(-1, *([1] * (x.ndim - 1)))  # (B, 1, 1, 1)
+        pure_noise = level >= 1 if p == "flow" else torch.isinf(level)
+        return torch.where(pure_noise, guided_x0, rescaled)
 
 
 class ClassifierGuidedDenoiser:
@@ -97,6 +98,7 @@ class ClassifierGuidedDenoiser:
     ``log_prob(x_t, level) -> (B,)`` is log p(y | x_t) for the wanted class,
     differentiable in x_t, the *VP-scaled* sample the classifier was trained
     on. In x̂_0 terms the shift of ε̂ above is x̂_0 + s (1 − ᾱ)/√ᾱ ∇ log p.
+    The wrapped model's variance is handed on unchanged.
     """
 
     parameterization = "ve"
@@ -109,28 +111,22 @@ class ClassifierGuidedDenoiser:
         self.log_prob = log_prob
         self.scale = scale
 
-    @property
-    def learned_variance(self) -> bool:
-        return getattr(self.model, "learned_variance", False)
-
-    def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
-        return self.denoise_with_variance(x, level, **extra)[0]
-
-    def denoise_with_variance(self, x: torch.Tensor, level, **extra: Any):
-        """The guided x̂_0 and the wrapped model's variance output (or None)."""
-        with_variance = getattr(self.model, "denoise_with_variance", None)
-        if with_variance is not None:
-            x0, variance = with_variance(x, level, **extra)
-        else:
-            x0, variance = self.model(x, level, **extra), None
-        return self._guided(x, level, x0), variance
+    def __call__(self, x: torch.Tensor, level, **extra: Any) -> Denoised:
+        """The guided x̂_0 and the wrapped model's variance (or None)."""
+        result = as_denoised(self.model(x, level, **extra))
+        return Denoised(self._guided(x, level, result.x0), result.variance)
 
     def _guided(self, x: torch.Tensor, level, x0: torch.Tensor) -> torch.Tensor:
         if self.scale == 0:
             return x0
         sigma = expand_level(level, x).reshape(-1, *([1] * (x.ndim - 1)))
+        # At σ = ∞ (ᾱ = 0) x_T says nothing about y: ∇ log p(y | x_T) = 0, no shift.
+        finite = torch.isfinite(sigma)
+        if not bool(finite.any()):
+            return x0
         with torch.enable_grad():
             x_t = to_model_scale("ve", x, level).detach().requires_grad_(True)
             grad = torch.autograd.grad(self.log_prob(x_t, expand_level(level, x)).sum(), x_t)[0]
         alpha_bar = 1 / (1 + sigma**2)
-        return x0 + self.scale * (1 - alpha_bar) / alpha_bar.sqrt() * grad  # Dhariwal & Nichol eq. 14
+        shifted = x0 + self.scale * (1 - alpha_bar) / alpha_bar.sqrt() * grad  # Dhariwal & Nichol eq. 14
+        return torch.where(finite, shifted, x0)

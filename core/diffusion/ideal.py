@@ -53,6 +53,9 @@ class IdealDenoiser:
         return torch.tensor(keep)
 
     def __call__(self, x: torch.Tensor, level, cond: Any = None, **_: Any) -> torch.Tensor:
+        if x.shape[1:] != self.images.shape[1:]:  # it compares x with its images, pixel by pixel
+            raise ValueError(f"the ideal denoiser's images are {_shape(self.images.shape[1:])} but "
+                             f"x is {_shape(x.shape[1:])}: sample latents of its images' size")
         level = expand_level(level, x).to(torch.float32)  # (B,)
         flat = self.flat[self.candidates(cond)].to(x.device)  # (M, D)
         query = x.flatten(1).to(torch.float32)  # (B, D)
@@ -64,6 +67,10 @@ class IdealDenoiser:
         dist = (query**2).sum(1, keepdim=True) - 2 * scale * query @ flat.T + scale**2 * (flat**2).sum(1)
         weights = torch.softmax(-dist / (2 * spread.clamp(min=1e-12) ** 2), dim=1)  # (B, M)
         return (weights @ flat).reshape(x.shape).to(x.dtype)
+
+
+def _shape(shape) -> str:
+    return "×".join(str(side) for side in shape)  # C×H×W
 
 
 class GaussianDenoiser:

@@ -22,12 +22,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-SCHEDULE_NAMES = ("linear", "scaled_linear", "cosine", "sigmoid")
+from core.diffusion.registry import MAX_TIMESTEPS, SCHEDULE_NAMES
 
-#: What ᾱ_T becomes when a zero-terminal-SNR schedule is *sampled*: σ_T = ∞
-#: cannot start a sampler, so the first noise level is clamped here (the same
-#: value ComfyUI uses); the tables themselves keep ᾱ_T = 0 exactly.
+#: What ᾱ_T becomes where a zero-terminal-SNR schedule is sampled along σ:
+#: σ_T = ∞ cannot start the Euler family, so their first noise level is
+#: clamped here (the same value ComfyUI uses). DDIM and DDPM start at ᾱ_T = 0
+#: exactly (``core.sampling``); the tables themselves keep ᾱ_T = 0 exactly.
 ZERO_SNR_SAMPLING_ALPHA_BAR = 4.8973451890853435e-08
+
+# Why a schedule has at most MAX_TIMESTEPS (5000) timesteps: the β end points
+# are fixed (chosen for T = 1000), so ᾱ_T = ∏(1 − β_t) shrinks like
+# exp(−T·mean β). At T = 5000 the linear schedule's σ_max is already 1e11
+# (2e13 rescaled to zero SNR); at 10 000 it is 1e22, whose square overflows
+# float32 (Heun then gives inf), and at 100 000 ᾱ_T underflows float64 to 0
+# (σ_max = inf; DPM++ 2M's log σ fails with "math domain error").
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,6 +186,9 @@ def make_schedule(name: str, timesteps: int = 1000, zero_snr: bool = False) -> S
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
     if timesteps < 2:
         raise ValueError("a schedule needs at least 2 timesteps")
+    if timesteps > MAX_TIMESTEPS:
+        raise ValueError(f"a schedule has at most {MAX_TIMESTEPS} timesteps, not {timesteps}: far "
+                         "beyond 1000, the schedules' fixed β end points drive ᾱ_T to 0")
     betas = _BETAS[name](timesteps)
     if zero_snr:
         betas = rescale_zero_terminal_snr(betas)

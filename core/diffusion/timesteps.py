@@ -7,7 +7,25 @@ diffusion models the levels are VE noise levels σ (x = x_0 + σ ε); for
 flow-matching models they are times t in [0, 1] (x = (1 − t) x_0 + t ε).
 
 Spacings follow diffusers' names and arithmetic (Lin et al. 2024, Table 2),
-so the same name picks the same timesteps in both.
+always as whole timesteps. What matches diffusers 0.42 (tests/test_schedules.py
+checks each line):
+
+- DDIMScheduler, DDPMScheduler: the same timesteps for leading, trailing and
+  linspace. diffusers' trailing sometimes appends a stray −1 (ignored here).
+- EulerDiscrete, EulerAncestralDiscrete, HeunDiscrete: the same for leading
+  and trailing. Not for linspace: they keep np.linspace(0, T − 1, N)
+  unrounded (fractional timesteps, e.g. 832.5 at N = 7) and interpolate σ
+  linearly in t; here linspace is rounded to whole timesteps and σ read off
+  the table. The two agree only where N − 1 divides T − 1 (N = 2, 4, 10,
+  28, 38, 112, 334, 1000 of T = 1000).
+- DPMSolverMultistep: the same for trailing only; its leading and linspace
+  space N + 1 points and drop the last (e.g. linspace N = 10: 999, 899, …).
+- leading is diffusers' with ``steps_offset=0``, its constructors' default;
+  Stable Diffusion's scheduler configs set 1, which moves every leading
+  timestep up by one (901, 801, … for N = 10).
+- karras spacing is σ-based (Karras et al. 2022, eq. 5), like diffusers'
+  ``use_karras_sigmas``, which then rounds the timesteps it passes the network
+  (here the network gets the fractional t of each σ).
 """
 from __future__ import annotations
 
@@ -16,9 +34,8 @@ import math
 import numpy as np
 import torch
 
+from core.diffusion.registry import SPACINGS  # noqa: F401  (re-exported)
 from core.diffusion.schedules import Schedule
-
-SPACINGS = ("leading", "trailing", "linspace", "karras")
 
 
 def spaced_timesteps(num_timesteps: int, steps: int, spacing: str) -> torch.Tensor:

@@ -12,17 +12,18 @@ from typing import Any, NamedTuple
 import torch
 
 from core.checkpoints import CheckpointError, load_checkpoint
+from core.checkpoints.boundary import checkpoint_boundary, file_faults
 from core.checkpoints.safetensors_io import component
-from core.device import place
 from core.diffusion.denoisers import DiscreteTimeDenoiser
 from core.diffusion.schedules import make_schedule
+from core.latent_sizes import patch_transformer_sizes
 from core.models.conditioned import ConditionedTransformer, ConditionedUNet
 from core.models.text import TextEncoder, WordTokenizer, make_text_encoder
 from core.models.vae import load_vae
+from core.paths import MODELS_DIR
 from core.previews import LatentRGB
 from core.values import DiffusionModel
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 CHECKPOINT_NAMES = ("shapes-ldm", "shapes-ddpm", "shapes-flow")
 BUILTIN_NAMES = (*CHECKPOINT_NAMES, "shapes-vae", "shapes-controlnet", "shapes-classifier")
 
@@ -86,6 +87,7 @@ class LoadedCheckpoint:
     vae: VAEHandle
 
 
+@checkpoint_boundary("model file", "name_or_path", locate=model_file)
 def load_model(name_or_path: str, device: Any = "cpu",
                dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
     """Any backbone file (latent diffusion, pixel DDPM or flow) as MODEL, CLIP and
@@ -94,16 +96,14 @@ def load_model(name_or_path: str, device: Any = "cpu",
     tensors, meta = load_checkpoint(path)
     loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow}
     kind = meta.get("kind")
-    if kind not in loaders:
+    if not isinstance(kind, str) or kind not in loaders:
         raise CheckpointError(f"{path}: a {kind!r} file is not a backbone; the checkpoint "
                               f"loader takes {', '.join(loaders)} models")
-    try:
+    with file_faults(path, f"{kind} model"):
         return loaders[kind](path, tensors, meta, _Target(device, dtype))
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: its metadata does not describe a {kind} model "
-                              f"({type(error).__name__}: {error})") from None
 
 
+@checkpoint_boundary("model file", "name_or_path", locate=model_file)
 def load_ldm(name_or_path: str, device: Any = "cpu",
              dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
     """A latent diffusion file (and the VAE it names, in the same folder)."""
@@ -116,8 +116,8 @@ def load_ldm(name_or_path: str, device: Any = "cpu",
 def _ldm(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     from diffusers import UNet2DConditionModel
 
-    unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
-                  component(tensors, "unet"), path, "U-Net", target)
+    unet = _build(lambda c: UNet2DConditionModel(**c), meta, "unet", tensors, path, "U-Net",
+                  target)
     clip = _text_encoder(path, tensors, meta, target)
     vae, preview = _vae_beside(path, meta, target)
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
@@ -134,8 +134,8 @@ def _ldm(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
 def _pixel(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     from diffusers import UNet2DConditionModel
 
-    unet = _build(UNet2DConditionModel(**meta["components"]["unet"]["config"]),
-                  component(tensors, "unet"), path, "U-Net", target)
+    unet = _build(lambda c: UNet2DConditionModel(**c), meta, "unet", tensors, path, "U-Net",
+                  target)
     clip = _text_encoder(path, tensors, meta, target)
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     learned = bool(meta.get("learned_variance"))
@@ -157,8 +157,8 @@ def _flow(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
 
     from core.diffusion.denoisers import FlowDenoiser
 
-    transformer = _build(SD3Transformer2DModel(**meta["components"]["transformer"]["config"]),
-                         component(tensors, "transformer"), path, "transformer", target)
+    transformer = _build(lambda c: SD3Transformer2DModel(**c), meta, "transformer", tensors,
+                         path, "transformer", target)
     clip = _text_encoder(path, tensors, meta, target)
     vae, preview = _vae_beside(path, meta, target)
     denoiser = FlowDenoiser(ConditionedTransformer(transformer, clip), meta["timestep_scale"])
@@ -166,7 +166,8 @@ def _flow(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
         name=meta["name"], denoiser=denoiser, parameterization="flow",
         latent_channels=transformer.config.in_channels, downscale=vae.downscale,
         description=f"{meta['name']}: flow matching, diffusion transformer", latent_rgb=preview,
-        batched_cfg=True,
+        batched_cfg=True, latent_sizes=patch_transformer_sizes(
+            transformer.config.patch_size, transformer.config.pos_embed_max_size),
     )
     return _with_decoder(model, clip, vae)
 
@@ -178,6 +179,7 @@ def _vae_beside(path: Path, meta, target: _Target) -> tuple[VAEHandle, LatentRGB
                            target.dtype)
 
 
+@checkpoint_boundary("VAE file", "vae_path")
 def load_vae_handle(vae_path: Path, device: Any = "cpu",
                     dtype: torch.dtype = torch.float32) -> tuple[VAEHandle, LatentRGB | None]:
     """A workbench VAE file as a VAE value, and its latent preview map."""
@@ -193,16 +195,18 @@ def _with_decoder(model: DiffusionModel, clip: TextEncoder, vae) -> LoadedCheckp
     return LoadedCheckpoint(dataclasses.replace(model, decoder=vae), clip, vae)
 
 
+@checkpoint_boundary("ControlNet file", "name_or_path", locate=model_file)
 def load_controlnet(name_or_path: str, device: Any = "cpu", dtype: torch.dtype = torch.float32):
     """A shapes-controlnet file as diffusers' ``ControlNetModel`` in ``dtype``."""
     from diffusers import ControlNetModel
 
     path = model_file(name_or_path)
     tensors, meta = _expect(path, "controlnet")
-    return _build(ControlNetModel(**meta["components"]["controlnet"]["config"]),
-                  component(tensors, "controlnet"), path, "ControlNet", _Target(device, dtype))
+    return _build(lambda c: ControlNetModel(**c), meta, "controlnet", tensors, path, "ControlNet",
+                  _Target(device, dtype))
 
 
+@checkpoint_boundary("classifier file", "name_or_path", locate=model_file)
 def load_classifier(name_or_path: str, device: Any = "cpu"):
     """A shapes-classifier file: the network, its labels and its schedule (fp32:
     guidance differentiates it)."""
@@ -210,8 +214,7 @@ def load_classifier(name_or_path: str, device: Any = "cpu"):
 
     path = model_file(name_or_path)
     tensors, meta = _expect(path, "classifier")
-    network = _build(make_classifier(meta["components"]["classifier"]["config"]),
-                     component(tensors, "classifier"), path, "classifier",
+    network = _build(make_classifier, meta, "classifier", tensors, path, "classifier",
                      _Target(device, torch.float32))
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     return network, meta["labels"], schedule
@@ -226,21 +229,15 @@ def _expect(path: Path, kind: str):
 
 def _text_encoder(path: Path, tensors, meta, target: _Target) -> TextEncoder:
     text = meta["components"]["text_encoder"]
-    encoder = _build(make_text_encoder(text["config"]), component(tensors, "text_encoder"),
-                     path, "text encoder", target)
+    encoder = _build(make_text_encoder, meta, "text_encoder", tensors, path, "text encoder", target)
     return TextEncoder(WordTokenizer(text["vocabulary"], text["max_length"]), encoder)
 
 
-def _build(module: torch.nn.Module, weights: dict, path: Path, what: str, target: _Target):
-    _load(module, weights, path, what, target.dtype)
-    return place(module, target.device, target.dtype).eval().requires_grad_(False)
+def _build(make, meta, name: str, tensors, path: Path, what: str, target: _Target):
+    """The ``name`` component: built by ``make`` from its config in the
+    metadata, holding the file's ``name.…`` tensors, checked."""
+    from core.models.families.weights import build_from_config
 
-
-def _load(module: torch.nn.Module, weights: dict, path: Path, what: str,
-          dtype: torch.dtype = torch.float32) -> None:
-    place(module, "cpu", dtype)
-    missing, unexpected = module.load_state_dict({k: v.to(dtype) for k, v in weights.items()},
-                                                 strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: the {what} weights do not match its config "
-                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    config = meta["components"][name]["config"]
+    return build_from_config(make, config, component(tensors, name), path, what, target.device,
+                             target.dtype).eval().requires_grad_(False)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.nn.functional as F
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,18 @@ class LoraLayer:
 
 
 # -- reading ----------------------------------------------------------------------
+@checkpoint_boundary("LoRA file")
 def read_lora_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a LoRA ``.safetensors`` file (memory-mapped)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from core.checkpoints.pickles import is_pickle_path, load_pickled_tensors
+    from core.checkpoints.safetensors_io import read_tensors
 
     path = Path(path).expanduser()
     if is_pickle_path(path):
         return load_pickled_tensors(path)  # refused with the reason unless allowed
     if not path.is_file():
         raise CheckpointError(f"{path}: no such LoRA file")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    return read_tensors(path)
 
 
 def group_layers(tensors: Mapping[str, torch.Tensor], source: str = "") -> dict[str, LoraLayer]:
@@ -104,10 +101,39 @@ def group_layers(tensors: Mapping[str, torch.Tensor], source: str = "") -> dict[
         if "down" not in found or "up" not in found:
             raise CheckpointError(f"{source}: {stem} lacks its "
                                   f"{'lora_down' if 'down' not in found else 'lora_up'} weight")
+        _check_factors(stem, found, source)
         alpha = found.get("alpha")
         layers[stem] = LoraLayer(stem, found["down"], found["up"],
-                                 None if alpha is None else float(alpha))
+                                 None if alpha is None else _alpha(stem, alpha, source))
     return layers
+
+
+def _check_factors(stem: str, found: Mapping[str, torch.Tensor], source: str) -> None:
+    """Down and up are float matrices (or kernels) without NaN/inf: an integer
+    factor would be cast into nonsense, a NaN one poisons every output. Every
+    value is checked: patching copies every factor anyway (to the module's
+    dtype and device), so this is one more pass over a file of a few MB."""
+    from core.models.families.weights import all_finite
+
+    for part in ("down", "up"):
+        tensor = found[part]
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: {stem} lora_{part} holds "
+                                  f"{str(tensor.dtype).removeprefix('torch.')} values, not floats")
+        if tensor.ndim not in (2, 4) or 0 in tensor.shape:
+            raise CheckpointError(f"{source}: {stem} lora_{part} has shape {tuple(tensor.shape)}, "
+                                  "not a matrix or a convolution kernel")
+        if not all_finite(tensor):
+            raise CheckpointError(f"{source}: {stem} lora_{part} holds NaN or infinite values")
+
+
+def _alpha(stem: str, alpha: torch.Tensor, source: str) -> float:
+    value = float(alpha.float().reshape(-1)[0]) if alpha.numel() == 1 else math.nan
+    if not math.isfinite(value):
+        raise CheckpointError(f"{source}: {stem}.alpha is {tuple(alpha.shape)} "
+                              f"{str(alpha.dtype).removeprefix('torch.')} = "
+                              f"{alpha.flatten()[:3].tolist()}…, not one finite number")
+    return value
 
 
 # -- matching file names to modules -------------------------------------------------
@@ -281,6 +307,7 @@ def _delta(layer: LoraLayer, module: torch.nn.Module, strength: float, source: s
                        (up.to(weight.device, torch.float32) * scale).to(weight.dtype))
 
 
+@checkpoint_boundary("LoRA file")
 def load_lora(path: str | os.PathLike, modules: Mapping[str, torch.nn.Module],
               strengths: Mapping[str, float]) -> dict[str, LoraPatch]:
     """A LoRA file as patches ({component: patch}) over ``modules`` (component
@@ -309,24 +336,17 @@ def load_lora(path: str | os.PathLike, modules: Mapping[str, torch.nn.Module],
 # -- patched values -------------------------------------------------------------------
 class LoraDenoiser:
     """A denoiser whose network runs with a LoRA patch active (the base
-    denoiser, and its weights, are shared and never changed)."""
+    denoiser, and its weights, are shared and never changed). It hands on the
+    base denoiser's result as it is (x̂_0 and any learned variance)."""
 
     def __init__(self, base: Any, patch: LoraPatch) -> None:
         self.base = base
         self.patch = patch
         self.parameterization = base.parameterization
-        self.learned_variance = getattr(base, "learned_variance", False)
 
-    def __call__(self, x: torch.Tensor, level, **extra: Any) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, level, **extra: Any):
         with self.patch.active():
             return self.base(x, level, **extra)
-
-    def denoise_with_variance(self, x: torch.Tensor, level, **extra: Any):
-        with_variance = getattr(self.base, "denoise_with_variance", None)
-        with self.patch.active():
-            if with_variance is None:
-                return self.base(x, level, **extra), None
-            return with_variance(x, level, **extra)
 
 
 class LoraTextEncoder:
@@ -358,7 +378,7 @@ def torch_modules(model: Any, clip: Any) -> tuple[Modules, Modules]:
     network = getattr(denoiser, "network", None)
     unet = getattr(network, "unet", None)
     if not isinstance(unet, torch.nn.Module):
-        raise ValueError(f"LoRAs patch U-Net models; {model.name!r} has no U-Net")
+        raise ChoiceError(f"LoRAs patch U-Net models; {model.name!r} has no U-Net")
     encoder = clip.base if isinstance(clip, LoraTextEncoder) else clip
     if callable(getattr(encoder, "torch_modules", None)):  # several encoders (SDXL)
         return {"unet": unet}, dict(encoder.torch_modules())

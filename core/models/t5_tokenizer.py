@@ -9,13 +9,13 @@ the length the pipeline uses (SD3 and Flux-schnell 256, Flux-dev 512).
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
-TOKENIZER_FILE = (Path(__file__).resolve().parents[2] / "resources" / "tokenizers" / "t5"
-                  / "tokenizer.json")
+from core.paths import TOKENIZERS_DIR
+
+TOKENIZER_FILE = TOKENIZERS_DIR / "t5" / "tokenizer.json"
 PAD_ID = 0
 EOS_ID = 1
 

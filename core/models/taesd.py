@@ -44,7 +44,7 @@ from typing import Any, Mapping
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, checkpoint_boundary
 from core.models.families.weights import (
     assign_weights,
     empty_parameters,
@@ -93,6 +93,7 @@ class TinyPreviewDecoder:
         return self.source.name if self.source is not None else "tiny decoder"
 
 
+@checkpoint_boundary("tiny decoder file")
 def load_tiny_decoder(path, device: Any = "cpu", dtype: torch.dtype = torch.float32,
                       scaling_factor: float | None = None,
                       shift_factor: float | None = None) -> TinyPreviewDecoder:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import gzip
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
-CLIP_VOCAB_FILE = (Path(__file__).resolve().parents[2] / "resources" / "tokenizers" / "clip"
-                   / "bpe_simple_vocab_16e6.txt.gz")
+from core.paths import TOKENIZERS_DIR
+
+CLIP_VOCAB_FILE = TOKENIZERS_DIR / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 CLIP_MAX_LENGTH = 77
 START, END = "<|startoftext|>", "<|endoftext|>"
 MERGE_COUNT = 49152 - 256 - 2  # the merges CLIP uses from the file's 262,144 lines

@@ -1,16 +1,19 @@
 """Loading VAEs from workbench model files."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
 from core.checkpoints import CheckpointError, load_checkpoint
+from core.checkpoints.boundary import checkpoint_boundary
 from core.checkpoints.safetensors_io import component
-from core.device import place
+from core.models.families.weights import build_from_config
 from core.previews import PUBLISHED, LatentRGB
 
 
+@checkpoint_boundary("VAE file")
 def load_vae(path: Path, device="cpu", with_preview: bool = False,
              dtype: torch.dtype = torch.float32):
     """(AutoencoderKL in eval mode and ``dtype``, scaling_factor) from a
@@ -21,17 +24,15 @@ def load_vae(path: Path, device="cpu", with_preview: bool = False,
     tensors, metadata = load_checkpoint(path)
     try:
         config = dict(metadata["components"]["vae"]["config"])
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{path}: no VAE in this model file") from None
     scaling = float(config.pop("scaling_factor"))
-    vae = place(AutoencoderKL(**config), "cpu", dtype)
-    missing, unexpected = vae.load_state_dict(
-        {k: v.to(dtype) for k, v in component(tensors, "vae").items()}, strict=False
-    )
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: the VAE weights do not match its config "
-                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
-    vae = place(vae, device, dtype).eval().requires_grad_(False)
+    if not math.isfinite(scaling) or scaling <= 0:
+        raise CheckpointError(f"{path}: the VAE's scaling_factor is {scaling}; latents are "
+                              "divided by it, so it must be a finite number above 0")
+    vae = build_from_config(lambda values: AutoencoderKL(**values), config,
+                            component(tensors, "vae"), path, "VAE", device, dtype)
+    vae = vae.eval().requires_grad_(False)
     if not with_preview:
         return vae, scaling
     mapping = metadata.get("latent_rgb")

@@ -36,7 +36,11 @@ def branch_at(workflow: Workflow, sampler_id: str, step: int,
         raise WorkflowError(f"node {sampler_id!r} is not a sampler")
     if step < 1:
         raise WorkflowError("branch after at least one step (step ≥ 1)")
-    stop = int(original.params.get("stop_at_step", 0) or 0)
+    stop = original.params.get("stop_at_step", 0) or 0
+    if not isinstance(stop, int) or isinstance(stop, bool) or stop < 0:
+        shown = repr(stop) if isinstance(stop, (str, int, float)) else f"a {type(stop).__name__}"
+        raise WorkflowError(f"node {sampler_id!r}: its 'stop_at_step' must be a whole number "
+                            f"0 or more to branch it (it is {shown}); fix that field first")
     if stop and step >= stop:
         raise WorkflowError(f"the sampler stops at step {stop}: branch before it")
     feeding = {link.src_node for link in workflow.links_into(sampler_id).values()}

@@ -16,18 +16,37 @@ indent, final newline), so load → save is byte-for-byte stable and diffs stay
 small. A node's ``mode`` is written only when it is not ``normal``, so files
 without bypassed or muted nodes look as they always did. Saving is atomic: a crash mid-save leaves the old file intact.
 Reading is strict and every problem names where it is.
+
+A lone surrogate, which any Python string may hold but UTF-8 cannot
+(``"\\ud800"``, or the ``"\\udcff"`` that an undecodable byte in a command-line
+argument becomes), is written as its JSON escape and reads back as the same
+string: a save never fails after a run, and nothing typed is lost. Saving
+checks the document as reading does (nesting deeper than
+:data:`~core.workflow.jsondata.MAX_DEPTH` levels, NaN, a value JSON cannot
+hold, an empty type ...) and refuses with a ``WorkflowError`` naming node and
+field, so what is saved always opens again.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.workflow.jsondata import (
+    MAX_DEPTH,
+    PARAM_LEVELS,
+    depth_exceeds,
+    param_problem,
+    text_too_deep,
+    too_deep_message,
+    ui_problem,
+)
 from core.workflow.migrations import CURRENT_VERSION, MigrationError, migrate
-from core.workflow.model import NODE_ID_PATTERN, NORMAL, Link, Node, Workflow
+from core.workflow.model import NODE_ID_PATTERN, NORMAL, Link, Node, Workflow, WorkflowError
 from core.workflow.png import PNG_MAGIC, workflow_text_from_png
 
 FORMAT_ID = "diffusion-workbench.workflow"
@@ -36,6 +55,7 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 _TOP_KEYS = {"format", "version", "nodes", "links", "ui"}
 _NODE_KEYS = {"id", "type", "version", "title", "params", "mode"}
 _LINK_KEYS = {"from", "to"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class WorkflowFormatError(ValueError):
@@ -68,16 +88,28 @@ def to_data(workflow: Workflow) -> dict[str, Any]:
 
 
 def dumps(workflow: Workflow) -> str:
-    """Canonical JSON text of the document."""
+    """Canonical JSON text of the document, always encodable as UTF-8.
+
+    Raises WorkflowError, naming node and field, for a document that
+    :func:`loads` would refuse to read back (one built in memory).
+    """
+    data = to_data(workflow)
+    try:
+        from_data(data)  # the reader's own checks: one definition of a valid file
+    except (ValueError, MigrationError) as error:
+        raise WorkflowError(f"cannot save the workflow: {error}") from None
     # allow_nan=False: never write NaN/Infinity, which loads() refuses.
-    text = json.dumps(
-        to_data(workflow), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False
-    )
-    return text + "\n"
+    text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    # Outside strings the JSON is ASCII, so every surrogate is inside one,
+    # where its escape means the same (RFC 8259, section 7).
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def loads(text: str, source: str = "<string>") -> Workflow:
     """Parse, migrate and check a workflow document."""
+    deep_line = text_too_deep(text)
+    if deep_line is not None:  # the JSON parser would recurse that deep
+        raise WorkflowFormatError(too_deep_message(f"{source}: line {deep_line}"))
     try:
         data = json.loads(
             text,
@@ -100,6 +132,10 @@ def loads(text: str, source: str = "<string>") -> Workflow:
 def from_data(data: Any) -> Workflow:
     """Build a document from parsed JSON, migrating older format versions."""
     _expect(isinstance(data, dict), "the top level must be a JSON object")
+    _expect(all(isinstance(key, str) for key in data), "the document's keys must be text")
+    deep = _too_deep_where(data)  # data may come from elsewhere than loads()
+    if deep is not None:
+        raise ValueError(too_deep_message(deep))
     if data.get("format") != FORMAT_ID:
         raise ValueError(
             f"not a Diffusion Workbench workflow (format is {data.get('format')!r}, "
@@ -111,6 +147,8 @@ def from_data(data: Any) -> Workflow:
     _no_unknown_keys(data, _TOP_KEYS, "the document")
     workflow = Workflow(ui=data.get("ui", {}))
     _expect(isinstance(workflow.ui, dict), "'ui' must be an object")
+    problem = ui_problem(workflow.ui)
+    _expect(problem is None, f"'ui' {problem}")
     nodes = data.get("nodes", [])
     _expect(isinstance(nodes, list), "'nodes' must be a list")
     for index, item in enumerate(nodes):
@@ -122,6 +160,27 @@ def from_data(data: Any) -> Workflow:
     for index, item in enumerate(links):
         workflow.links.append(_link_from_data(item, f"links[{index}]"))
     return workflow
+
+
+def _too_deep_where(data: dict) -> str | None:
+    """Where ``data`` nests past MAX_DEPTH: a node's field where it is one, else
+    the top-level key (checked before anything could ``repr`` the value)."""
+    for key, value in data.items():
+        if not depth_exceeds(value, MAX_DEPTH - 1):
+            continue
+        for index, node in enumerate(value if key == "nodes" and isinstance(value, list) else []):
+            if not isinstance(node, dict):
+                continue
+            node_id = node.get("id")
+            label = f"node {node_id!r}" if isinstance(node_id, str) else f"nodes[{index}]"
+            params = node.get("params")
+            for name, param in (params.items() if isinstance(params, dict) else ()):
+                if depth_exceeds(param, MAX_DEPTH - PARAM_LEVELS):
+                    return f"{label}, field {name!r}"
+            if depth_exceeds(node, MAX_DEPTH - 2):
+                return label
+        return repr(key)
+    return None
 
 
 def _node_from_data(item: Any, where: str) -> Node:
@@ -141,6 +200,10 @@ def _node_from_data(item: Any, where: str) -> Node:
     _expect(title is None or isinstance(title, str), f"{where}: 'title' must be text")
     params = item.get("params", {})
     _expect(isinstance(params, dict), f"{where}: 'params' must be an object")
+    for name, value in params.items():
+        _expect(isinstance(name, str), f"{where}: parameter names must be text")
+        problem = param_problem(value)
+        _expect(problem is None, f"{where}, field {name!r}: {problem}")
     mode = item.get("mode", NORMAL)  # an unknown mode is validation's to report
     _expect(isinstance(mode, str) and mode != "", f"{where}: 'mode' must be text")
     return Node(id=node_id, type=type_id, version=version, title=title, params=params, mode=mode)
@@ -160,22 +223,44 @@ def _link_from_data(item: Any, where: str) -> Link:
 
 # -- files --------------------------------------------------------------------
 def load(path: str | os.PathLike) -> Workflow:
-    """Load a workflow from a ``.json`` file or from a workbench PNG."""
+    """Load a workflow from a ``.json`` file or from a workbench PNG.
+
+    The file is opened and read once, so a pipe or FIFO works too
+    (``diffusion-workbench run <(cat wf.json)``).
+    """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        _expect(size <= MAX_FILE_BYTES, f"the file is larger than {MAX_FILE_BYTES} bytes")
-        with path.open("rb") as handle:
-            head = handle.read(len(PNG_MAGIC))
-        if head == PNG_MAGIC:
-            text = workflow_text_from_png(path)
+        data = _read_at_most(path, MAX_FILE_BYTES)
+        if data.startswith(PNG_MAGIC):
+            text = workflow_text_from_png(data)
         else:
-            text = path.read_bytes().decode("utf-8")
+            text = data.decode("utf-8")
     except FileNotFoundError:
         raise WorkflowFormatError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except IsADirectoryError:
+        raise WorkflowFormatError(f"{path}: a folder, not a workflow file") from None
+    except UnicodeDecodeError as error:
+        raise WorkflowFormatError(
+            f"{path}: not UTF-8 text (byte {error.start}); save the workflow as UTF-8") from None
+    except UnicodeEncodeError:  # a lone surrogate that is no undecodable byte
+        raise WorkflowFormatError(f"{str(path)!r}: not a name a file can have") from None
+    except OSError as error:
+        raise WorkflowFormatError(f"{path}: {error.strerror or error}") from None
+    except ValueError as error:  # a file over the size limit, a NUL in the name
+        if "\0" in str(path):
+            raise WorkflowFormatError(f"{str(path)!r}: not a name a file can have") from None
         raise WorkflowFormatError(f"{path}: {error}") from None
     return loads(text, source=str(path))
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """The whole file, from one open (a pipe cannot be read twice), or ValueError past ``limit``."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size  # 0 for a pipe: then read and see
+        _expect(size <= limit, f"the file is larger than {limit} bytes")
+        data = handle.read(limit + 1)
+    _expect(len(data) <= limit, f"the file is larger than {limit} bytes")
+    return data
 
 
 def save(workflow: Workflow, path: str | os.PathLike) -> None:
@@ -185,10 +270,15 @@ def save(workflow: Workflow, path: str | os.PathLike) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never half."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as temp:
-            temp.write(text)
+        with os.fdopen(handle, "wb") as temp:
+            temp.write(data)
             temp.flush()
             os.fsync(temp.fileno())
         os.chmod(temp_name, _mode_for(path))

@@ -9,10 +9,11 @@ is, params and links included, so loading and saving never lose it.
 """
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+from core.workflow.jsondata import copy_value
 
 #: Node ids become file names (``<node-id>_<index>.png``): keep them plain.
 #: (``\Z``, not ``$``, which would also accept a final newline.)
@@ -127,19 +128,12 @@ class Workflow:
 
     def copy(self, with_ui: bool = True) -> "Workflow":
         """A deep copy: the executor runs on one (without the ``ui`` block it
-        never reads) so edits never race a run."""
+        never reads) so edits never race a run. Copying never recurses, so
+        values of any depth copy (validation and saving then refuse them)."""
         nodes = {
             node_id: Node(node.id, node.type, node.version, node.title,
-                          _copy_params(node.params), node.mode)
+                          copy_value(node.params), node.mode)
             for node_id, node in self.nodes.items()
         }
-        ui = copy.deepcopy(self.ui) if with_ui else {}
+        ui = copy_value(self.ui) if with_ui else {}
         return Workflow(nodes, list(self.links), ui)
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _copy_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Params are mostly scalars: copy those directly, deep-copy the rest."""
-    return {k: v if isinstance(v, _SCALARS) else copy.deepcopy(v) for k, v in params.items()}

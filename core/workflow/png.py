@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 from typing import Any
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -26,9 +25,11 @@ def png_info_with_workflow(workflow_json: str) -> Any:
     return info
 
 
-def workflow_text_from_png(path: Path) -> str:
-    """The embedded workflow JSON of a PNG, or ValueError naming the problem."""
-    data = Path(path).read_bytes()
+def workflow_text_from_png(data: bytes) -> str:
+    """The embedded workflow JSON of a PNG file's bytes, or ValueError naming the problem.
+
+    Takes the bytes, not a path, so the caller reads the file once (a pipe
+    cannot be read twice)."""
     if not data.startswith(PNG_MAGIC):
         raise ValueError("not a PNG file")
     for kind, body in _chunks(data):

@@ -42,8 +42,8 @@ def _tab_titles_whole(win) -> list[str]:
 def _hidden_editors(panel) -> list[str]:
     """Parameters of the shown node whose editor is not wholly in the panel's view."""
     view = panel.viewport().rect()
-    return [name for name, editor in panel.editors.items()
-            if not view.contains(QtCore.QRect(editor.mapTo(panel.viewport(), QtCore.QPoint(0, 0)),
+    return [name for name, editor in panel.editors.items() if editor.isVisibleTo(panel)
+            and not view.contains(QtCore.QRect(editor.mapTo(panel.viewport(), QtCore.QPoint(0, 0)),
                                               editor.size()))]
 
 
@@ -65,6 +65,22 @@ def test_every_sampler_parameter_shows_at_1400x860(qtbot, txt2img):
     # the separator under Properties is wide enough to grab, not the Images title bar
     extent = win.style().pixelMetric(QtWidgets.QStyle.PixelMetric.PM_DockWidgetSeparatorExtent)
     assert extent >= 6
+
+
+def test_a_samplers_own_options_show_only_while_it_is_chosen(qtbot, txt2img):
+    """η belongs to ddim, its ancestral η to euler_ancestral, the variance to ddpm:
+    the panel shows each only while its sampler is chosen (the values are kept)."""
+    win = txt2img
+    _select(qtbot, win, "sampler")
+    panel, node = win.properties, win.node("sampler")
+    shown = lambda: {n for n in ("eta", "ancestral_eta", "variance")  # noqa: E731
+                     if panel.editors[n].isVisibleTo(panel)}
+    assert node.get_property("param_sampler") == "dpmpp_2m" and shown() == set()
+    for sampler, options in (("ddim", {"eta"}), ("euler_ancestral", {"ancestral_eta"}),
+                             ("ddpm", {"variance"}), ("euler", set())):
+        node.set_property("param_sampler", sampler)  # as the canvas or an undo would
+        assert shown() == options, sampler
+    assert _hidden_editors(panel) == [] and panel.verticalScrollBar().maximum() == 0
 
 
 def test_1024x700_gives_the_canvas_most_of_the_width_and_whole_tab_titles(

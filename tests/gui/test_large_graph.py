@@ -2,11 +2,11 @@
 
 PySide6 6.12.0 loses a reference to None on every void Qt call and aborts
 the interpreter after about 160 NodeGraphQt nodes; this test is the guard
-that keeps a release with that bug out.
+that keeps a release with that bug out. How long it takes is measured by
+``bench/large_graph.py`` (docs/benchmarks.md), not asserted here: on shared
+cores the same open took 12 s of CPU and 35 s of wall-clock time.
 """
 from __future__ import annotations
-
-import time
 
 from PySide6 import __version__ as pyside_version
 
@@ -42,9 +42,7 @@ def test_pyside_release_is_below_the_broken_one():
 
 def test_five_hundred_nodes_load_edit_undo_and_save(window, tmp_path):
     workflow = _big_workflow()
-    started = time.perf_counter()
     refused = window.document.open_workflow(workflow, "big")
-    load_s = time.perf_counter() - started
     assert refused == []
     assert len(adapter.workflow_nodes(window.graph)) == NODES
     node = window.node("noise_301")
@@ -60,4 +58,3 @@ def test_five_hundred_nodes_load_edit_undo_and_save(window, tmp_path):
     saved = window.document.workflow()
     assert len(saved.nodes) == NODES and len(saved.links) == NODES // 2
     assert saved.nodes["noise_301"].params["seed"] == 99
-    assert load_s < 60

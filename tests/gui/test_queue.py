@@ -20,10 +20,11 @@ def _wait_for(qtbot, outcomes, count: int) -> None:
 
 def test_run_while_running_queues_a_copy_and_items_can_be_removed(qtbot, txt2img):
     window = txt2img
-    _few_steps(window, steps=20, batch=1)
+    _few_steps(window, steps=2, batch=1)
     outcomes = _collect(window)
     sampler = window.node("sampler")
     assert window.run_workflow() and window.runner.running
+    window.runner.pause()  # held at its first step: still running, however fast the steps
     sampler.set_property("param_seed", 11)
     qtbot.keyClick(window, QtCore.Qt.Key.Key_Return, QtCore.Qt.KeyboardModifier.ControlModifier)
     sampler.set_property("param_seed", 12)
@@ -37,6 +38,8 @@ def test_run_while_running_queues_a_copy_and_items_can_be_removed(qtbot, txt2img
     assert len(removes) == 2
     removes[0].trigger()  # the seed-11 item
     assert button.text() == "Queue: 1"
+    assert window.runner.running and not outcomes  # the first run is still under way
+    window.runner.resume()
     _wait_for(qtbot, outcomes, 2)
     qtbot.waitUntil(lambda: not window.runner.running, timeout=RUN_TIMEOUT_MS)
     assert [o.status for o in outcomes] == ["finished", "finished"]

@@ -1,20 +1,19 @@
 """Issue 6: pause inside a run, step twice, continue; cancel while paused."""
 from __future__ import annotations
 
-import time
+from PySide6 import QtCore, QtWidgets
 
-from PySide6 import QtCore
-
+from tests.gate_probe import parked_at_gate
 from tests.gui.steer_helpers import RUN_TIMEOUT_MS, STEPS, tiny
 
 
-def _quiet(qtbot, indices: list, seconds: float = 0.4) -> int:
-    """Let the event loop run until no step arrived for ``seconds``; the count then."""
-    last, since = len(indices), time.monotonic()
-    while time.monotonic() - since < seconds:
-        qtbot.wait(50)
-        if len(indices) != last:
-            last, since = len(indices), time.monotonic()
+def _parked(qtbot, window, indices: list) -> int:
+    """Wait until the run's thread is parked at the paused gate, deliver the steps
+    it reported before parking (queued signals), and return their count: no step
+    can follow until the gate lets one through."""
+    qtbot.waitUntil(lambda: parked_at_gate() or not window.runner.running, timeout=RUN_TIMEOUT_MS)
+    assert window.runner.running, "the run ended before it paused"
+    QtWidgets.QApplication.processEvents()
     return len(indices)
 
 
@@ -38,7 +37,7 @@ def test_pause_step_twice_continue(qtbot, txt2img):
     actions = window.actions_by_name
     assert not actions["steer_pause"].isEnabled()  # nothing runs yet
     indices = _start_and_pause(qtbot, window, after=3)
-    paused = _quiet(qtbot, indices)
+    paused = _parked(qtbot, window, indices)
     assert 3 <= paused < STEPS and window.runner.running  # stopped at a step boundary, mid-way
     assert actions["steer_step"].isEnabled() and actions["steer_continue"].isEnabled()
     assert not actions["steer_pause"].isEnabled()
@@ -46,7 +45,7 @@ def test_pause_step_twice_continue(qtbot, txt2img):
     for extra in (1, 2):
         actions["steer_step"].trigger()
         qtbot.waitUntil(lambda: len(indices) == paused + extra, timeout=10_000)
-        assert _quiet(qtbot, indices) == paused + extra  # exactly one sampler step, then still
+        assert _parked(qtbot, window, indices) == paused + extra  # exactly one step, then parked
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         actions["steer_continue"].trigger()
     assert blocker.args[0].status == "finished"
@@ -58,7 +57,7 @@ def test_cancel_works_while_paused(qtbot, txt2img):
     window = txt2img
     tiny(window, steps=40, batch=1)
     indices = _start_and_pause(qtbot, window, after=2)
-    _quiet(qtbot, indices, 0.2)
+    _parked(qtbot, window, indices)
     with qtbot.waitSignal(window.run_finished, timeout=10_000) as blocker:
         qtbot.keyClick(window, QtCore.Qt.Key.Key_Escape)
     assert blocker.args[0].status == "cancelled"

@@ -3,10 +3,10 @@ flow matching (levels are times t); closing the window while a run is paused."""
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
+from tests.gate_probe import parked_at_gate
 from tests.gui.conftest import REPO
 from tests.gui.steer_helpers import RUN_TIMEOUT_MS, run, tiny
 
@@ -56,7 +56,9 @@ def test_closing_the_window_while_paused_ends_the_run(qtbot, txt2img):
     assert window.run_workflow()
     window.actions_by_name["steer_pause"].trigger()
     qtbot.waitUntil(lambda: len(seen) >= 1, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(parked_at_gate, timeout=RUN_TIMEOUT_MS)
     window.graph.undo_stack().setClean()
-    started = time.monotonic()
-    window.close()
-    assert time.monotonic() - started < 5  # cancel wakes the gate; the thread ends
+    with qtbot.waitSignal(window.run_finished, timeout=10_000) as blocker:
+        window.close()  # cancels and waits: cancel must wake the parked thread
+    assert blocker.args[0].status == "cancelled"
+    assert not parked_at_gate() and not window.runner.running

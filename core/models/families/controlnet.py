@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, checkpoint_boundary
 from core.models.families.weights import (
     assign_weights,
     empty_parameters,
@@ -50,6 +50,7 @@ SDXL_TIME_EMBED = 256
 
 
 # -- loading --------------------------------------------------------------------
+@checkpoint_boundary("ControlNet file")
 def load_controlnet_file(path: str | os.PathLike, device: Any = "cpu",
                          dtype: torch.dtype | None = None,
                          overrides: Mapping[str, Any] | None = None):

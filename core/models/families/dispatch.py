@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def detected(path: str | os.PathLike):
     return detection
 
 
+@checkpoint_boundary("checkpoint")
 def load_any_checkpoint(path: str | os.PathLike, *, prediction: str = "auto", vae=None,
                         clip_l=None, clip_g=None, t5xxl=None, device: Any = "cpu",
                         dtype: torch.dtype = torch.float32):
@@ -47,7 +48,7 @@ def load_any_checkpoint(path: str | os.PathLike, *, prediction: str = "auto", va
     ``t5xxl`` are separate files for the parts a model-only file lacks (a
     given ``vae`` replaces the checkpoint's own for the SD family)."""
     if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {PREDICTIONS}, not {prediction!r}")
+        raise ChoiceError(f"prediction must be one of {PREDICTIONS}, not {prediction!r}")
     path = Path(path).expanduser()
     detection = detected(path)
     family = detection.base if detection.family == "diffusers_folder" else detection.family
@@ -84,6 +85,7 @@ def _not_a_backbone(path: Path, detection, family: str | None) -> str:
     return f"{path}: not a model this workbench can load — {detection.describe()}"
 
 
+@checkpoint_boundary("VAE file")
 def load_any_vae(path: str | os.PathLike, kind: str = "auto", device: Any = "cpu",
                  dtype: torch.dtype = torch.float32, overrides: dict[str, Any] | None = None):
     """A standalone VAE file (or a checkpoint's VAE) as a VAE value.
@@ -93,7 +95,7 @@ def load_any_vae(path: str | os.PathLike, kind: str = "auto", device: Any = "cpu
     name (``…xl…`` → SDXL, ``…sd3…`` → SD3), else SD 1.x / Flux.
     ``overrides`` set config values shapes cannot tell (a 16-channel VAE's norm groups)."""
     if kind not in VAE_KINDS:
-        raise ValueError(f"the VAE kind must be one of {VAE_KINDS}, not {kind!r}")
+        raise ChoiceError(f"the VAE kind must be one of {VAE_KINDS}, not {kind!r}")
     path = Path(path).expanduser()
     detection = detected(path)
     if detection.family not in ("vae", *SD_FAMILIES, "sd3", "flux", "diffusers_folder"):

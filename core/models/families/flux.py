@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 from core.models.conditioned import inference
 from core.models.families import text_files
 from core.models.families.folders import folder_tokenizer, is_diffusers_folder, load_folder_component
@@ -241,6 +241,7 @@ def build_transformer(weights, config, path, dtype: torch.dtype, device: Any = "
 
 # --- loaders ----------------------------------------------------------------------------------
 
+@checkpoint_boundary("Flux checkpoint")
 def load_flux(path, variant: str | None = None, *, clip_l=None, t5xxl=None, vae=None,
               device: Any = "cpu", dtype: torch.dtype = torch.float32,
               overrides: Mapping[str, Mapping[str, Any]] | None = None):
@@ -272,7 +273,7 @@ def _variant(variant: str | None, config: Mapping[str, Any], path) -> str:
     if variant is None:
         return shown
     if variant not in VARIANTS:
-        raise ValueError(f"the Flux variant must be one of {VARIANTS}, not {variant!r}")
+        raise ChoiceError(f"the Flux variant must be one of {VARIANTS}, not {variant!r}")
     if variant != shown:
         log.warning("%s: loaded as Flux-%s though its weights look like %s", path, variant, shown)
     return variant

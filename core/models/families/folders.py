@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, checkpoint_boundary
 from core.models.families.weights import finish, loading_errors, offline
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def _classes(folder: Path) -> dict[str, tuple[str | None, str | None]]:
     return {k: tuple(v) for k, v in index.items() if isinstance(v, list) and len(v) == 2}
 
 
+@checkpoint_boundary("diffusers folder", "folder")
 def load_folder_component(folder, name: str, device: Any = "cpu", dtype: torch.dtype = torch.float32,
                           required: bool = True):
     """The ``name`` component (``transformer``, ``vae``, ``text_encoder_2`` …) or

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 from core.models.families import text_files
 from core.models.families.folders import folder_tokenizer, is_diffusers_folder, load_folder_component
 from core.models.families.vae16 import (
@@ -174,6 +174,7 @@ def build_transformer(weights, path, variant: str, dtype: torch.dtype, device: A
 
 # --- loaders --------------------------------------------------------------------------------
 
+@checkpoint_boundary("SD3 checkpoint")
 def load_sd3(path, variant: str = "sd3_medium", *, clip_l=None, clip_g=None, t5xxl=None, vae=None,
              device: Any = "cpu", dtype: torch.dtype = torch.float32,
              overrides: Mapping[str, Mapping[str, Any]] | None = None):
@@ -185,7 +186,7 @@ def load_sd3(path, variant: str = "sd3_medium", *, clip_l=None, clip_g=None, t5x
     ``overrides`` maps a component (``transformer``, ``clip_l``, ``clip_g``,
     ``t5xxl``, ``vae``) to config values shapes cannot tell."""
     if variant not in VARIANTS:
-        raise ValueError(f"the SD3 variant must be one of {VARIANTS}, not {variant!r}")
+        raise ChoiceError(f"the SD3 variant must be one of {VARIANTS}, not {variant!r}")
     overrides = overrides or {}
     if is_diffusers_folder(path):
         return _from_folder(Path(path), variant, device, dtype)

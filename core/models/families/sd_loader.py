@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 from core.models.families.folders import folder_tokenizer, is_diffusers_folder, load_folder_component
 from core.models.families.sd_text import (
     ENCODERS,
@@ -50,6 +50,7 @@ SD2_PREDICTIONS = {"768-v": "v_prediction", "512-base": "epsilon"}  # detector v
 TOKENS = 77
 
 
+@checkpoint_boundary("SD checkpoint")
 def load_sd(path, family: str | None = None, *, prediction: str | None = None, clip_l=None,
             clip_g=None, vae=None, device: Any = "cpu", dtype: torch.dtype = torch.float32,
             overrides: Mapping[str, Mapping[str, Any]] | None = None):
@@ -61,9 +62,9 @@ def load_sd(path, family: str | None = None, *, prediction: str | None = None, c
     checkpoint's own VAE. ``overrides`` maps ``unet``, ``vae``, ``clip_l``,
     ``clip_h``, ``clip_g`` to config values the shapes cannot tell."""
     if family is not None and family not in SD_FAMILIES:
-        raise ValueError(f"the SD family must be one of {SD_FAMILIES}, not {family!r}")
+        raise ChoiceError(f"the SD family must be one of {SD_FAMILIES}, not {family!r}")
     if prediction is not None and prediction not in PREDICTIONS:
-        raise ValueError(f"the prediction must be one of {PREDICTIONS}, not {prediction!r}")
+        raise ChoiceError(f"the prediction must be one of {PREDICTIONS}, not {prediction!r}")
     overrides = overrides or {}
     if is_diffusers_folder(path):
         return _from_folder(Path(path).expanduser(), family, prediction, vae, device, dtype)

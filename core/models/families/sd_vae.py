@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 from core.models.families.text_files import published_config
 from core.models.families.vae16 import is_diffusers_layout, vae_config, vae_weights
 from core.models.families.weights import (
@@ -105,11 +105,12 @@ def vae_from(tensors: Mapping[str, torch.Tensor], path, separate, family: str, d
     return build_sd_vae(inside, path, family, dtype, device, overrides)
 
 
+@checkpoint_boundary("VAE file")
 def load_sd_vae_file(path, family: str = "sd1", device: Any = "cpu",
                      dtype: torch.dtype = torch.float32, overrides: Mapping[str, Any] | None = None):
     """A standalone SD/SDXL VAE file (or the VAE inside an all-in-one file) as a VAEHandle."""
     if family not in SCALING:
-        raise ValueError(f"the VAE family must be one of {tuple(SCALING)}, not {family!r}")
+        raise ChoiceError(f"the VAE family must be one of {tuple(SCALING)}, not {family!r}")
     if Path(path).expanduser().is_dir():
         return _vae_folder(Path(path).expanduser(), family, device, dtype)
     tensors = open_tensors(path)

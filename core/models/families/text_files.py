@@ -29,7 +29,7 @@ from typing import Any, Mapping
 
 import torch
 
-from core.checkpoints import CheckpointError
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 from core.models.families.weights import (
     assign_weights,
     empty_parameters,
@@ -74,11 +74,12 @@ def find_encoder(tensors: Mapping[str, torch.Tensor], role: str) -> dict[str, to
     return None if prefix is None else under_prefix(tensors, prefix)
 
 
+@checkpoint_boundary("text encoder file")
 def load_text_encoder_file(path, role: str, dtype: torch.dtype = torch.float32, device: Any = "cpu",
                            projection: str = "file", overrides: Mapping[str, Any] | None = None):
     """One standalone text-encoder file as a transformers module (see :func:`build_clip`)."""
     if role not in ROLES:
-        raise ValueError(f"the text encoder role must be one of {ROLES}, not {role!r}")
+        raise ChoiceError(f"the text encoder role must be one of {ROLES}, not {role!r}")
     tensors = open_tensors(path)
     weights = find_encoder(tensors, role)
     if weights is None:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
+from core.checkpoints.boundary import CheckpointError, ChoiceError, checkpoint_boundary
 from core.models.families.text_files import published_config
 from core.previews import LatentRGB
 from core.models.families.weights import (
@@ -151,13 +152,12 @@ def handle_for(vae, source: Path) -> ShiftedVAEHandle:
                             source)
 
 
+@checkpoint_boundary("VAE file")
 def load_vae16_file(path, family: str, dtype: torch.dtype = torch.float32, device: Any = "cpu",
                     overrides: Mapping[str, Any] | None = None) -> ShiftedVAEHandle:
     """A standalone 16-channel VAE file (or the VAE inside an all-in-one file)."""
-    from core.checkpoints import CheckpointError
-
     if family not in FAMILY_CONFIGS:
-        raise ValueError(f"the VAE family must be one of {tuple(FAMILY_CONFIGS)}, not {family!r}")
+        raise ChoiceError(f"the VAE family must be one of {tuple(FAMILY_CONFIGS)}, not {family!r}")
     tensors = open_tensors(path)
     weights = vae_weights(tensors)
     if weights is None:
