@@ -45,3 +45,22 @@ def traced_source(workflow: Workflow, registry: NodeRegistry, node_id: str,
         if feed is None:
             return PortType.ANY, tuple(via)
         node_id, output = feed.src_node, feed.src_output
+
+
+def origin_of(workflow: Workflow, registry: NodeRegistry, node_id: str,
+              output: str) -> tuple[str, str]:
+    """The (node, output) at the start of the chain of pass-through nodes that
+    ``node_id.output`` ends; itself when it is no pass-through node."""
+    seen: set[str] = set()
+    while node_id not in seen:
+        node = workflow.nodes.get(node_id)
+        spec = registry.get(node.type) if node is not None else None
+        if not is_pass_through(spec):
+            break
+        seen.add(node_id)
+        feed = next((ln for ln in workflow.links
+                     if ln.dst_node == node_id and ln.dst_input == spec.sockets[0].name), None)
+        if feed is None:
+            break
+        node_id, output = feed.src_node, feed.src_output
+    return node_id, output

@@ -252,6 +252,11 @@ class TrajectoryRecorder:
         self.steps: list[TrajectoryStep] = []
 
     def __call__(self, info: StepInfo):
+        if not bool(torch.isfinite(info.x0).all()):
+            raise SamplingError(
+                f"the model predicted NaN or infinite values at step {self.first_index + info.index + 1} "
+                f"(noise level σ = {info.level:.4g}): its weights may hold NaN/inf (model files "
+                "over 512 MiB are not scanned when loaded), or the precision overflows: try fp32")
         p = self.parameterization
         step = TrajectoryStep(
             index=self.first_index + info.index,

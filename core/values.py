@@ -39,8 +39,10 @@ class ConditioningBatch:
 
 @dataclass(frozen=True)
 class DiffusionModel:
-    """A backbone ready to sample: a denoiser D(x, level, cond=…) → x̂_0 and the
-    facts a graph needs about it.
+    """A backbone ready to sample: a denoiser D(x, level, cond=…) → x̂_0 (a
+    ``core.diffusion.denoisers.Denoised``, which carries a learned variance
+    when the network predicts one; a closed-form denoiser may return the bare
+    x̂_0 tensor) and the facts a graph needs about it.
 
     ``parameterization`` is ``"ve"`` (diffusion) or ``"flow"``; latents have
     ``latent_channels`` channels and are ``downscale`` times smaller than the

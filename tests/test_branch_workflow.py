@@ -77,3 +77,13 @@ def test_a_changed_node_feeding_two_inputs_is_copied_once():
     assert len(copies) == 1 and copies[0].params["strength"] == 0.3
     feeds = branched.links_into(branch_id)
     assert feeds["positive"].src_node == feeds["negative"].src_node == copies[0].id
+
+
+def test_a_branch_shares_no_param_value_with_the_original(workflow):
+    """Params were merged shallowly: a list in the branch's copy was the original's."""
+    flow = workflow.copy()
+    flow.nodes["sampler"].params["notes"] = ["kept"]  # an unknown param travels along as it is
+    branched, branch_id = branch_at(flow, "sampler", 2, {"sampler": {"guidance": 8.0}})
+    branched.nodes[branch_id].params["notes"].append("changed in the branch")
+    assert branched.nodes["sampler"].params["notes"] == ["kept"]
+    assert flow.nodes["sampler"].params["notes"] == ["kept"]

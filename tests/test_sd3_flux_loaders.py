@@ -15,6 +15,7 @@ import torch
 from core.checkpoints import CheckpointError
 from core.diffusion.noise import cpu_generator
 from core.diffusion.timesteps import flow_times
+from core.latent_sizes import LatentSizeError
 from core.sampling import run_sampler
 from core.values import Conditioning, SamplingSchedule
 from tests.layouts import t5 as text_layouts
@@ -78,6 +79,10 @@ def t5_tokenizer_for_pipeline():
 
 
 # --- T5 tokenizer -----------------------------------------------------------------------------
+
+def flow_schedule():
+    return SamplingSchedule("flow", "flow", flow_times(2))
+
 
 def test_t5_tokenizer_is_offline_and_matches_transformers():
     from core.models.t5_tokenizer import T5Tokenizer
@@ -203,6 +208,10 @@ def test_sd3_all_in_one_file_matches_diffusers_pipeline(tmp_path, variant):
         assert_same_weights(module, made.state_dict(name))
     assert loaded.model.batched_cfg and loaded.model.parameterization == "flow"
     assert loaded.model.latent_rgb.channels == 16 and loaded.model.decoder is loaded.vae
+    config = made.configs["transformer"]  # past its position table: our message, not diffusers'
+    largest = config["pos_embed_max_size"] * config["patch_size"]
+    with pytest.raises(LatentSizeError, match=r"change .* to fit"):
+        run_sampler(loaded.model, flow_schedule(), torch.zeros(1, 16, largest + 2, largest + 2))
     expected = sd3_pipeline_latents(sd3_pipeline(made), guidance=4.0)
     torch.testing.assert_close(our_latents(loaded, 3.0, guidance=4.0), expected, atol=1e-5, rtol=0)
 
@@ -308,6 +317,8 @@ def test_flux_matches_diffusers_pipeline(tmp_path, files, variant):
                        vae=files.vae_flux.path, overrides=TINY)
     assert loaded.model.name == f"flux-{variant}"  # the variant is told by the guidance weights
     assert loaded.model.latent_rgb.channels == 16 and loaded.model.latent_channels == 16
+    with pytest.raises(LatentSizeError, match=r"change .* to fit"):  # 2×2 packing needs even sides
+        run_sampler(loaded.model, flow_schedule(), torch.zeros(1, 16, 9, 8))
     assert_same_weights(loaded.model.denoiser.network.transformer, made.state_dict("transformer"))
     assert_same_weights(loaded.clip.clip_l, files.clip_l.state_dict("clip_l"))
     assert_same_weights(loaded.clip.t5, files.t5.state_dict("t5xxl"))

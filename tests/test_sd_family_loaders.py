@@ -11,6 +11,7 @@ import json
 import types
 
 import pytest
+import safetensors.torch
 import torch
 
 from core.checkpoints import CheckpointError
@@ -307,6 +308,14 @@ def test_sdxl_diffusers_folder(made, loaded, tmp_path):
     config = {**json.loads(scheduler.read_text()), "prediction_type": "v_prediction"}
     scheduler.write_text(json.dumps(config))
     assert load_sd(tmp_path / "folder", "sdxl").model.denoiser.prediction == "v_prediction"
+    # issue 12: integer weights in a folder were cast to float without a word
+    weights = next((tmp_path / "folder" / "vae").glob("*.safetensors"))
+    tensors = safetensors.torch.load_file(weights)
+    key = next(k for k, v in tensors.items() if v.is_floating_point() and v.ndim == 4)
+    tensors[key] = tensors[key].to(torch.int32)
+    safetensors.torch.save_file(tensors, weights)
+    with pytest.raises(CheckpointError, match=f"vae tensor {key} holds I32 values"):
+        load_sd(tmp_path / "folder", "sdxl")
 
 
 # --- errors -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from core.workflow import (
     save,
 )
 from core.workflow.migrations import CURRENT_VERSION, MigrationError, migrate
+from core.paths import DEFAULT_WORKFLOW
 from core.workflow.png import PNG_KEY
 
 
@@ -933,3 +934,13 @@ def test_branching_a_sampler_with_an_invalid_stop_step_names_the_field(stop):
     workflow.add_node(Node("sampler", SAMPLER_TYPE, params={"stop_at_step": stop}))
     with pytest.raises(WorkflowError, match=r"node 'sampler': its 'stop_at_step' must be a whole"):
         branch_at(workflow, "sampler", 2, {})
+
+
+def test_a_workflow_saved_with_a_byte_order_mark_opens(tmp_path):
+    """Some Windows editors write UTF-8 with a BOM; json refused it ("Unexpected UTF-8 BOM")."""
+    from core.workflow import dumps, load
+
+    original = load(DEFAULT_WORKFLOW)
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + dumps(original).encode("utf-8"))
+    assert load(path) == original

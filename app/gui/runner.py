@@ -152,6 +152,11 @@ class RunController(QtCore.QObject):
     def running(self) -> bool:
         return self._thread is not None
 
+    @property
+    def running_workflow(self) -> Workflow | None:
+        """The snapshot the current (or last) run works on."""
+        return self._workflow
+
     def check(self, workflow: Workflow, outputs: list[str] | None = None) -> list[Problem]:
         """The engine's validation (pure Python, cheap enough for the GUI thread)."""
         return self.executor.validate(workflow, outputs)

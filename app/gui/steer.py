@@ -22,6 +22,7 @@ from app.gui.step_export import export_steps, parse_steps
 from app.gui.step_history import StepHistory
 from app.gui.step_view import StepView
 from app.gui.timeline import Timeline
+from core.workflow.chains import sampler_chains
 
 Key = QtGui.QKeySequence
 MB = 2**20
@@ -50,6 +51,7 @@ class Steering(QtCore.QObject):
         self._schedules_timer = QtCore.QTimer(self, singleShot=True, interval=300)
         self._schedules_timer.timeout.connect(self.refresh_schedules)
         self._workflow = None  # the document's graph, serialised once per edit, not per scrub
+        self._chains: dict[str, str] = {}  # the running samplers that continue another
 
     # -- wiring ------------------------------------------------------------------------
     def wire(self) -> None:
@@ -73,7 +75,7 @@ class Steering(QtCore.QObject):
     def on_step(self, record: StepPreview) -> None:
         if record.x_t is None:  # previews were off: nothing to show or keep
             return
-        self.history.add(record)
+        self.history.add(record, self._chains.get(record.node_id))
         self.timeline.step_added(record)
         self.last_record = record
         gate = self.window.runner.gate
@@ -88,6 +90,8 @@ class Steering(QtCore.QObject):
 
     @QtCore.Slot()
     def on_run_started(self) -> None:
+        workflow = self.window.runner.running_workflow
+        self._chains = sampler_chains(workflow, self.window.runner.registry) if workflow else {}
         self.last_record = None
         self.pause_label.setText("")
         self._update_actions()

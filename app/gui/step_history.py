@@ -3,7 +3,9 @@
 A run's steps arrive as records (``app.gui.previews.StepPreview``) that
 carry their own size in ``nbytes``. The store groups them into *tracks*, one
 per (run, sampler node), so a run with two samplers (an original and its
-branch) can be scrubbed sampler by sampler. When the budget is exceeded,
+branch) can be scrubbed sampler by sampler; a sampler that continues another
+(SDXL's base → refiner, :mod:`core.workflow.chains`) joins that sampler's
+track, so the chain reads as one run. When the budget is exceeded,
 whole older runs go first; only when the newest run alone is too large are
 its oldest steps dropped (counted in ``dropped``), so the steps just made
 are always there to scrub.
@@ -23,15 +25,21 @@ class StepHistory:
         self.budget_bytes = budget_bytes
         self._tracks: OrderedDict[TrackKey, list[Any]] = OrderedDict()
         self._runs: list[str] = []  # run ids, oldest first
+        self._members: dict[TrackKey, list[str]] = {}  # each track's samplers, in order
         self.nbytes = 0
         self.dropped = 0
 
     # -- adding ------------------------------------------------------------------
-    def add(self, record: Any) -> None:
-        """Keep ``record`` (it has run_id, node_id, index and nbytes), then trim."""
+    def add(self, record: Any, track_node: str | None = None) -> None:
+        """Keep ``record`` (it has run_id, node_id, index and nbytes), then trim.
+        ``track_node``: the sampler whose track it joins (default its own)."""
         if record.run_id not in self._runs:
             self._runs.append(record.run_id)
-        self._tracks.setdefault((record.run_id, record.node_id), []).append(record)
+        key = (record.run_id, track_node or record.node_id)
+        self._tracks.setdefault(key, []).append(record)
+        members = self._members.setdefault(key, [])
+        if record.node_id not in members:
+            members.append(record.node_id)
         self.nbytes += record.nbytes
         self._trim()
 
@@ -41,6 +49,7 @@ class StepHistory:
 
     def clear(self) -> None:
         self._tracks.clear()
+        self._members.clear()
         self._runs.clear()
         self.nbytes = 0
 
@@ -53,11 +62,13 @@ class StepHistory:
             self.dropped += 1
             if not steps:
                 del self._tracks[key]
+                self._members.pop(key, None)
 
     def _drop_run(self, run_id: str) -> None:
         self._runs.remove(run_id)
         for key in [k for k in self._tracks if k[0] == run_id]:
             self.nbytes -= sum(r.nbytes for r in self._tracks.pop(key))
+            self._members.pop(key, None)
 
     # -- reading -------------------------------------------------------------------
     @property
@@ -67,6 +78,10 @@ class StepHistory:
     def tracks(self) -> list[TrackKey]:
         """Every (run, sampler) that still has steps, oldest first."""
         return list(self._tracks)
+
+    def samplers(self, key: TrackKey) -> list[str]:
+        """The sampler nodes whose steps make up a track, in the order they ran."""
+        return list(self._members.get(key, ()))
 
     def steps(self, key: TrackKey) -> list[Any]:
         return list(self._tracks.get(key, ()))

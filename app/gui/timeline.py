@@ -91,20 +91,27 @@ class Timeline(QtWidgets.QWidget):
     def refresh_tracks(self) -> None:
         """List every kept (run, sampler) track, newest last."""
         tracks = self.history.tracks()
-        known = [self.track_box.itemData(i) for i in range(self.track_box.count())]
-        if known == tracks:
+        runs = self.history.runs
+        wanted = [(key, self._label(key, runs)) for key in tracks]
+        known = [(self.track_box.itemData(i), self.track_box.itemText(i))
+                 for i in range(self.track_box.count())]
+        if known == wanted:
             return
         current = self.current_track()
         self.track_box.blockSignals(True)
         self.track_box.clear()
-        runs = self.history.runs
-        for key in tracks:
-            self.track_box.addItem(f"run {runs.index(key[0]) + 1} · {key[1]}", key)
+        for key, label in wanted:
+            self.track_box.addItem(label, key)
         index = tracks.index(current) if current in tracks else len(tracks) - 1
         self.track_box.setCurrentIndex(index)
         self.track_box.blockSignals(False)
         self._sync_range()
         self._show_memory()
+
+    def _label(self, key: TrackKey, runs: list[str]) -> str:
+        """"run 2 · sampler", or "run 2 · base → refiner" for a chain of samplers."""
+        samplers = " → ".join(self.history.samplers(key)) or key[1]
+        return f"run {runs.index(key[0]) + 1} · {samplers}"
 
     def select_track(self, key: TrackKey) -> None:
         for i in range(self.track_box.count()):

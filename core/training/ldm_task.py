@@ -61,7 +61,7 @@ class LDMTask:
         z0 = (self.mean[indices] + self.std[indices] * eps_z) * self.scaling  # sampled latent
         self.captions.seed(int(torch.randint(2**31, (1,), generator=generator)))
         texts = [dropped_caption(self.pool.scenes[i], self.captions) for i in indices.tolist()]
-        t = torch.randint(self.schedule.num_timesteps, (self.batch,), generator=generator)
+        t = self.timesteps(generator)
         noise = torch.randn(z0.shape, generator=generator)
         z_t = q_sample(z0, t, self.schedule, noise).to(self.device)  # DDPM eq. 4
         context = self.text_encoder(input_ids=self.tokenizer(texts).to(self.device)).last_hidden_state
@@ -72,12 +72,16 @@ class LDMTask:
             error = error * weight.to(self.device)
         return error.mean()
 
+    def timesteps(self, generator: torch.Generator) -> torch.Tensor:
+        """The batch's t, uniform over the whole schedule."""
+        return torch.randint(self.schedule.num_timesteps, (self.batch,), generator=generator)
+
     def export(self, path: Path, modules, recipe) -> None:
         tensors = {f"unet.{k}": v.half() for k, v in modules["unet"].state_dict().items()}
         tensors.update({f"text_encoder.{k}": v.half()
                         for k, v in modules["text_encoder"].state_dict().items()})
         save_checkpoint(path, tensors, {
-            "format": "diffusion-workbench.model", "name": "shapes-ldm", "kind": "ldm",
+            "format": "diffusion-workbench.model", "name": self.name, "kind": "ldm",
             "prediction": "epsilon", "schedule": {"name": SCHEDULE[0], "timesteps": SCHEDULE[1]},
             "vae": "shapes-vae",
             "components": {
@@ -86,11 +90,17 @@ class LDMTask:
                                  "vocabulary": self.tokenizer.vocabulary,
                                  "max_length": self.tokenizer.max_length},
             },
-            "recipe": {**recipe, "task": "ldm", "batch": self.batch, "pool": len(self.pool),
+            **self.extra_metadata(),
+            "recipe": {**recipe, "task": self.name.removeprefix("shapes-"), "batch": self.batch,
+                       "pool": len(self.pool),
                        "loss_weighting": self.weighting,
                        "caption_dropout": "size 0.5, colour 0.15, position 0.4, background 0.5, "
                                           "empty 0.1"},
         })
+
+    def extra_metadata(self) -> dict:
+        """Keys a task built on this one adds to the model file."""
+        return {}
 
 
 @torch.no_grad()

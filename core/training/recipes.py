@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.paths import MODELS_DIR
 from core.training.trainer import LR_DECAYS, TrainConfig, train
-
-MODELS_DIR = Path(__file__).resolve().parents[2] / "resources" / "models"
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,12 @@ def _ldm_task(pool, batch, device, weighting: str | None = None, **options):
     from core.training.ldm_task import LDMTask
 
     return LDMTask(pool, batch, device, _file("shapes-vae", options), weighting or "v")
+
+
+def _refiner_task(pool, batch, device, **options):
+    from core.training.refiner_task import RefinerTask
+
+    return RefinerTask(pool, batch, device, _file("shapes-vae", options), _file("shapes-ldm", options))
 
 
 def _controlnet_task(pool, batch, device, **options):
@@ -66,6 +71,8 @@ RECIPES: dict[str, Recipe] = {
     "shapes-vae": Recipe(steps=2000, batch=16, lr=1e-3, pool=20000, make_task=_vae_task),
     "shapes-ldm": Recipe(steps=6000, batch=64, lr=5e-4, pool=30000, make_task=_ldm_task,
                          needs=("shapes-vae",)),
+    "shapes-refiner": Recipe(steps=2000, batch=64, lr=1e-4, pool=30000, make_task=_refiner_task,
+                             needs=("shapes-vae", "shapes-ldm")),
     "shapes-controlnet": Recipe(steps=4000, batch=64, lr=3e-4, pool=30000,
                                 make_task=_controlnet_task, needs=("shapes-vae", "shapes-ldm")),
     "shapes-ddpm": Recipe(steps=8000, batch=64, lr=4e-4, pool=30000, make_task=_ddpm_task,

@@ -18,6 +18,7 @@ The branch point is recorded in the graph itself (the prefix's
 """
 from __future__ import annotations
 
+import copy as copy_module
 from typing import Any, Mapping
 
 from core.workflow.model import Link, Node, Workflow, WorkflowError
@@ -80,7 +81,8 @@ def _title(node: Node) -> str:
 
 def _clone(workflow: Workflow, node: Node, stem: str, params: dict, title: str | None) -> Node:
     copy = Node(workflow.new_id(stem), node.type, node.version,
-                title if title is not None else node.title, {**node.params, **params})
+                title if title is not None else node.title,
+                copy_module.deepcopy({**node.params, **params}))  # no list shared with the original
     return workflow.add_node(copy)
 
 

@@ -234,7 +234,7 @@ def load(path: str | os.PathLike) -> Workflow:
         if data.startswith(PNG_MAGIC):
             text = workflow_text_from_png(data)
         else:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is dropped
     except FileNotFoundError:
         raise WorkflowFormatError(f"{path}: no such file") from None
     except IsADirectoryError:

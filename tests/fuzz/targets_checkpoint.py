@@ -284,7 +284,9 @@ def _header_op(doc: Doc, op: tuple) -> None:
         elif kind in ("dtype", "shape", "data_offsets"):
             header[name][kind] = value
         elif kind == "offset_shift" and isinstance(value, int):
-            header[name]["data_offsets"] = [o + value for o in header[name]["data_offsets"]]
+            offsets = header[name].get("data_offsets")
+            if isinstance(offsets, list) and all(isinstance(o, int) for o in offsets):
+                header[name]["data_offsets"] = [o + value for o in offsets]  # else: already broken
     doc.header_edits.append(edit)
 
 

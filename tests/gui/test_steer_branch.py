@@ -31,10 +31,14 @@ def test_branch_from_step_10_shares_the_first_10_steps_bit_for_bit(qtbot, txt2im
     outcome = run(qtbot, window, lambda: panel.request_run() or window.runner.running)
     assert outcome.status == "finished", outcome.message
     branch_run = steering.history.runs[-1]
-    tracks = {node: steering.history.steps((branch_run, node)) for _, node in steering.history.tracks()
-              if _ == branch_run}
-    prefix = tracks[f"sampler_to_{K}"]
-    branch = tracks[f"sampler_branch_{K}"]
+    # the prefix and the branch that continues it are one trajectory: one track, steps 1…N
+    chain = (branch_run, f"sampler_to_{K}")
+    assert steering.history.samplers(chain) == [f"sampler_to_{K}", f"sampler_branch_{K}"]
+    box = steering.timeline.track_box
+    labels = {box.itemData(i): box.itemText(i) for i in range(box.count())}
+    assert labels[chain] == f"run 2 · sampler_to_{K} → sampler_branch_{K}"
+    prefix = [r for r in steering.history.steps(chain) if r.node_id == f"sampler_to_{K}"]
+    branch = [r for r in steering.history.steps(chain) if r.node_id == f"sampler_branch_{K}"]
     first = steering.history.steps(original)
     assert [r.index for r in prefix] == list(range(K))
     assert [r.index for r in branch] == list(range(K, STEPS))

@@ -326,6 +326,7 @@ def _from_folder(folder: Path, variant: str | None, device, dtype):
 def assemble(transformer, texts: FluxTextEncoders, vae: ShiftedVAEHandle, variant: str):
     """The three handles; the transformer wrapped as a flow denoiser (t as is)."""
     from core.diffusion.denoisers import FlowDenoiser
+    from core.latent_sizes import LatentSizes
     from core.models.builtin import LoadedCheckpoint
     from core.values import DiffusionModel
 
@@ -335,6 +336,7 @@ def assemble(transformer, texts: FluxTextEncoders, vae: ShiftedVAEHandle, varian
         name=f"flux-{variant}", denoiser=FlowDenoiser(ConditionedFlux(transformer, texts), 1.0),
         parameterization="flow", latent_channels=transformer.config.in_channels // 4,
         downscale=vae.downscale, decoder=vae, batched_cfg=True, latent_rgb=LATENT_RGB["flux"],
+        latent_sizes=LatentSizes(multiple=2),  # latents are packed into 2×2 patches
         description=f"Flux.1-{variant}: rectified flow transformer (CLIP-L + T5-XXL); flow "
                     f"schedule with shift {shift}; keep the sampler's guidance at 1"
                     + guidance,

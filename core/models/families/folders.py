@@ -55,7 +55,25 @@ def load_folder_component(folder, name: str, device: Any = "cpu", dtype: torch.d
         dtype_option = {"torch_dtype": dtype} if library == "diffusers" else {"dtype": dtype}
         model = module.from_pretrained(str(where), local_files_only=True, use_safetensors=True,
                                        variant=variant, **dtype_option)
+    refuse_integer_weights(where, model, name)
     return finish(model, where, name, device)
+
+
+#: safetensors dtypes of floating-point values.
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
+
+def refuse_integer_weights(where: Path, model: torch.nn.Module, name: str) -> None:
+    """``from_pretrained`` casts integer or bool tensors into float parameters
+    without a word; the files' headers (no data read) say what they held."""
+    from core.checkpoints.header import read_header
+
+    floats = {key for key, value in model.state_dict().items() if value.is_floating_point()}
+    for file in sorted(where.glob("*.safetensors")):
+        for key, info in read_header(file).tensors.items():
+            if key in floats and info.dtype not in FLOAT_DTYPES:
+                raise CheckpointError(f"{file}: {name} tensor {key} holds {info.dtype} values where "
+                                      "the network has a float parameter: not a weight of this model")
 
 
 def folder_tokenizer(folder, name: str,

@@ -256,6 +256,7 @@ def _from_folder(folder: Path, variant: str, device, dtype):
 def assemble(transformer, texts: SD3TextEncoders, vae: ShiftedVAEHandle, variant: str):
     """The three handles, the MMDiT wrapped as a flow denoiser (t·1000)."""
     from core.diffusion.denoisers import FlowDenoiser
+    from core.latent_sizes import patch_transformer_sizes
     from core.models.builtin import LoadedCheckpoint
     from core.models.conditioned import ConditionedTransformer
     from core.values import DiffusionModel
@@ -264,6 +265,8 @@ def assemble(transformer, texts: SD3TextEncoders, vae: ShiftedVAEHandle, variant
         name=variant, denoiser=FlowDenoiser(ConditionedTransformer(transformer, texts), 1000.0),
         parameterization="flow", latent_channels=transformer.config.in_channels,
         downscale=vae.downscale, decoder=vae, batched_cfg=True, latent_rgb=LATENT_RGB["sd3"],
+        latent_sizes=patch_transformer_sizes(transformer.config.patch_size,
+                                             transformer.config.pos_embed_max_size),
         description=f"{variant}: MMDiT flow matching ({texts.description}); "
                     f"use the flow schedule with shift {SCHEDULE_SHIFT:g}",
     )
