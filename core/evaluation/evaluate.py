@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from core.data.shapes import random_scene
+from core.data.shapes import BACKGROUNDS, random_scene
 from core.evaluation.analyser import analyse
 
 ATTRIBUTES = ("color", "shape", "size", "position", "background")
@@ -36,9 +36,13 @@ class Report:
     seconds_per_image: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
     decoder: str = ""  # the VAE file the pictures were decoded with: it shapes what is read
+    #: shape accuracy per requested background: (accuracy, pictures)
+    shape_by_background: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def table(self) -> str:
         rows = [f"| {name} | {value * 100:.1f}% |" for name, value in self.accuracy.items()]
+        rows += [f"| shape on {name} ({count}) | {value * 100:.1f}% |"
+                 for name, (value, count) in self.shape_by_background.items()]
         extra = [f"| diversity | {self.diversity:.4f} |"] if self.diversity is not None else []
         extra += [f"| {name} | {value:.3f} |" for name, value in self.extra.items()]
         head = (f"{self.model}: {self.samples} samples, {self.sampler}, {self.steps} steps, "
@@ -134,6 +138,11 @@ def score(report: Report, images: torch.Tensor, scenes: list, per_prompt: int,
     for attribute in attributes:
         hits = sum(getattr(r, attribute) == getattr(s, attribute) for r, s in zip(readings, scenes))
         report.accuracy[attribute] = hits / len(scenes)
+    if "shape" in attributes:
+        for background in BACKGROUNDS:
+            hits = [r.shape == s.shape for r, s in zip(readings, scenes) if s.background == background]
+            if hits:
+                report.shape_by_background[background] = (sum(hits) / len(hits), len(hits))
     if per_prompt > 1:
         report.diversity = _diversity(images, per_prompt)
     return report
