@@ -118,7 +118,7 @@ class DockLayout(QtCore.QObject):
         """Side widths and heights as shares of the window, clamped in pixels."""
         window, docks = self.window, self.window.docks
         width, height = window.width(), window.height()
-        sides = [(docks.get("palette"), _clamp(0.15 * width, 160, 240)),
+        sides = [(docks.get("palette"), _clamp(0.15 * width, 206, 240)),  # whole node titles
                  (docks.get("properties"), _clamp(0.27 * width, 280, 400))]
         sides = [(d, w) for d, w in sides if d is not None and d.isVisible()]
         if sides:

@@ -46,6 +46,7 @@ class NodePalette(QtWidgets.QWidget):
         self.search.setClearButtonEnabled(True)
         self.tree = _PaletteTree()
         self.tree.setHeaderHidden(True)
+        self.tree.setIndentation(12)  # Qt's 20 px cut the longest titles at 1024×700
         self.tree.setDragEnabled(True)
         self.tree.setDragDropMode(QtWidgets.QAbstractItemView.DragDropMode.DragOnly)
         layout = QtWidgets.QVBoxLayout(self)
@@ -63,7 +64,7 @@ class NodePalette(QtWidgets.QWidget):
             for spec in specs:
                 leaf = QtWidgets.QTreeWidgetItem(group, [spec.title])
                 leaf.setData(0, _TYPE_ROLE, adapter.graph_type_of(spec))
-                leaf.setToolTip(0, f"{spec.type_id}\n{spec.description}")
+                leaf.setToolTip(0, f"{spec.title} ({spec.type_id})\n{spec.description}")
         self.tree.expandAll()
 
     def filter(self, text: str) -> None:

@@ -47,6 +47,18 @@ def _hidden_editors(panel) -> list[str]:
                                               editor.size()))]
 
 
+def _cut_palette_titles(win) -> list[str]:
+    """Node titles in the palette whose text runs past the list's visible width."""
+    tree = win.palette.tree
+    width, bad = tree.viewport().width(), []
+    for group in (tree.topLevelItem(i) for i in range(tree.topLevelItemCount())):
+        for item in (group.child(j) for j in range(group.childCount())):
+            start = tree.visualItemRect(item).left()
+            if start + tree.fontMetrics().horizontalAdvance(item.text(0)) + 4 > width:
+                bad.append(item.text(0))
+    return bad
+
+
 def _select(qtbot, win, node_id):
     win.graph.clear_selection()
     win.node(node_id).set_selected(True)
@@ -91,6 +103,7 @@ def test_1024x700_gives_the_canvas_most_of_the_width_and_whole_tab_titles(
         assert win.centralWidget().width() >= 0.5 * win.width()
         assert win.centralWidget().height() >= 0.5 * win.height()
         assert _tab_titles_whole(win) == []
+        assert _cut_palette_titles(win) == []  # "Latent to ima…", "Apply Control…" were cut
         assert win.docks["properties"].height() >= 250
         before = win.centralWidget().size()
         win.resize(1600, 1000)
