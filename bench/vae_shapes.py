@@ -4,13 +4,14 @@ analyser before and after an encode → decode round trip (issue 13).
 Every latent model draws through this decoder, so its round trip caps the
 shape accuracy shapes-ldm and shapes-flow can reach under the analyser.
 
-    python bench/vae_shapes.py [--scenes N] [--seed S]
+    python bench/vae_shapes.py [--scenes N] [--seed S] [--vae FILE]
 """
 from __future__ import annotations
 
 import argparse
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,8 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=300)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--vae", type=Path, default=MODELS_DIR / "shapes-vae.safetensors")
     args = parser.parse_args()
-    vae, _scaling = load_vae(MODELS_DIR / "shapes-vae.safetensors", "cpu")
+    vae, _scaling = load_vae(args.vae, "cpu")
     rng = random.Random(args.seed)
     scenes = [random_scene(rng) for _ in range(args.scenes)]
     rendered = torch.stack([torch.from_numpy(np.array(render(s, 64)[0])).permute(2, 0, 1).float() / 255

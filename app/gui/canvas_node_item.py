@@ -9,7 +9,8 @@ Here the viewer decides from its scale alone (:meth:`CanvasNodeItem.apply_scale`
   labels in a light grey (NodeGraphQt's are dark grey on near-black);
 * below it the node hides its widgets and port names, as node editors do when
   zoomed out, and shows its title in a :class:`TitleLabel` drawn at a fixed
-  screen size (it ignores the view's scale), wrapped to the node's width.
+  screen size (it ignores the view's scale), on one line as wide as the
+  room before the next node to its right (elided when it does not fit).
 
 A node's run mode shows at a glance (:meth:`CanvasNodeItem.set_mode`): a
 bypassed node is tinted purple (ComfyUI's colour for bypass), a muted one is
@@ -28,8 +29,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 OVERVIEW_SCALE = 0.7
 #: The overview title's font size in screen pixels.
 TITLE_PX = 12
-#: The narrowest overview title, in screen pixels (a node can be narrower).
+#: The room the fit leaves for an overview title right of a narrow node (screen pixels).
 MIN_LABEL_PX = 64
+#: An elided overview title keeps at least this many screen pixels ("Sam…").
+MIN_ELIDED_PX = 36
 LABEL_TEXT = QtGui.QColor(240, 240, 240)
 LABEL_BACK = QtGui.QColor(0, 0, 0, 170)
 #: Parameter labels above a node's widgets (NodeGraphQt: rgba(220, 220, 220, 100)).
@@ -87,21 +90,22 @@ class TitleLabel(QtWidgets.QGraphicsItem):
         self.font.setPixelSize(TITLE_PX)
         self.font.setBold(True)
         self.text = ""
+        self.shown = ""  # the text as drawn: elided to the room it has
         self._rect = QtCore.QRectF()
 
     def set_text(self, text: str, width_px: float) -> None:
-        """Wrap ``text`` to ``width_px`` screen pixels, widened to MIN_LABEL_PX
-        and to the longest word (a word is never cut)."""
+        """One line of ``text``, at most ``width_px`` screen pixels wide and
+        elided ("Negative pr…") when it does not fit: a title wrapped onto more
+        lines grew down into the node below. The node's tooltip has it whole."""
         metrics = QtGui.QFontMetrics(self.font)
-        longest = max((metrics.horizontalAdvance(w) for w in text.split()), default=0)
-        width = int(max(width_px, MIN_LABEL_PX, longest + 2 * self.PAD + 1))
+        natural = metrics.horizontalAdvance(text) + 2 * self.PAD + 1
+        width = int(max(min(width_px, natural), min(natural, MIN_ELIDED_PX)))
         if text == self.text and int(self._rect.width()) == width:
             return
-        flags = QtCore.Qt.TextFlag.TextWordWrap | QtCore.Qt.AlignmentFlag.AlignLeft
-        inner = metrics.boundingRect(QtCore.QRect(0, 0, width - 2 * self.PAD, 10_000), flags, text)
         self.prepareGeometryChange()
         self.text = text
-        self._rect = QtCore.QRectF(0, 0, width, inner.height() + 2 * self.PAD)
+        self.shown = metrics.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, width - 2 * self.PAD)
+        self._rect = QtCore.QRectF(0, 0, width, metrics.height() + 2 * self.PAD)
 
     def boundingRect(self) -> QtCore.QRectF:  # noqa: N802 (Qt override)
         return self._rect
@@ -115,7 +119,7 @@ class TitleLabel(QtWidgets.QGraphicsItem):
         painter.setPen(LABEL_TEXT)
         painter.setFont(self.font)
         text_rect = self._rect.adjusted(self.PAD, self.PAD, -self.PAD, -self.PAD)
-        painter.drawText(text_rect, int(QtCore.Qt.TextFlag.TextWordWrap), self.text)
+        painter.drawText(text_rect, int(QtCore.Qt.AlignmentFlag.AlignLeft), self.shown)
         painter.restore()
 
 
@@ -132,6 +136,9 @@ class CanvasNodeItem(NodeItem):
         self.mode_overlay = ModeOverlay(self)
         self.mode_overlay.setVisible(False)
         self._collapsed = False
+        #: The width (screen px) the overview title may take; None: the node's own
+        #: (the viewer sets it from the neighbours, see canvas_viewer.title_rooms).
+        self.title_room: float | None = None
 
     @property
     def mode(self) -> str:
@@ -177,7 +184,7 @@ class CanvasNodeItem(NodeItem):
         overview = scale < OVERVIEW_SCALE
         self.set_proxy_mode(overview)
         if overview:
-            self.title_label.set_text(self.name, self.width * scale - 4)
+            self.title_label.set_text(self.name, self._title_width())
         self.title_label.setVisible(overview)
         for child in self.childItems():  # e.g. the inline preview, sized by the zoom
             follow = getattr(child, "follow_view_scale", None)
@@ -204,7 +211,7 @@ class CanvasNodeItem(NodeItem):
         if getattr(self, "mode_overlay", None) is not None:
             self.mode_overlay.prepareGeometryChange()  # the node's size may have changed
         if self.title_label is not None and overview:
-            self.title_label.set_text(self.name, self.width * self._scale - 4)
+            self.title_label.set_text(self.name, self._title_width())
 
     def _hide_body(self) -> None:
         for widget in self._widgets.values():
@@ -231,7 +238,11 @@ class CanvasNodeItem(NodeItem):
     def name(self, name: str = "") -> None:
         NodeItem.name.fset(self, name)
         if self.title_label is not None and self.overview:
-            self.title_label.set_text(name, self.width * self._scale - 4)
+            self.title_label.set_text(name, self._title_width())
+
+    def _title_width(self) -> float:
+        room = getattr(self, "title_room", None)
+        return room if room is not None else self.width * self._scale - 4
 
     def _align_widgets_horizontal(self, v_offset) -> None:
         """NodeGraphQt restyles each widget's label on every layout pass:

@@ -27,6 +27,31 @@ from app.gui.canvas_node_item import MIN_LABEL_PX, OVERVIEW_SCALE, CanvasNodeIte
 
 #: Scene units of empty canvas left around the nodes when fitting them.
 FIT_MARGIN = 30.0
+#: An overview title may be as wide as its node, or wider up to this (screen
+#: pixels) where no node to its right is nearer.
+MAX_TITLE_ROOM_PX = 200.0
+#: Nodes whose tops are this close (screen pixels: a title's line) share a row.
+TITLE_BAND_PX = 24.0
+
+
+def title_rooms(nodes: list[CanvasNodeItem], scale: float) -> dict[CanvasNodeItem, float]:
+    """How wide (screen px) each node's overview title may be: up to the next
+    node to its right whose top lies in the title's band. A title wrapped to its
+    own narrow node grew downwards into the node below ("Negative prompt" over
+    "Prompt"); one line that stops short of its right neighbour (elided if it
+    must) overlaps neither."""
+    placed = sorted(((n.sceneBoundingRect(), n) for n in nodes), key=lambda p: p[0].left())
+    reach, band = MAX_TITLE_ROOM_PX / scale, TITLE_BAND_PX / scale
+    rooms = {}
+    for index, (rect, node) in enumerate(placed):
+        room = reach
+        for other, _ in placed[index + 1:]:
+            if other.left() - rect.left() >= room:
+                break  # sorted by left edge: nothing further can be nearer
+            if other.left() > rect.left() + 1 and rect.top() - band < other.top() < rect.top() + band:
+                room = other.left() - rect.left()
+        rooms[node] = max(room * scale - 6, rect.width() * scale - 4)
+    return rooms
 
 
 class CanvasViewer(NodeViewer):
@@ -46,9 +71,11 @@ class CanvasViewer(NodeViewer):
 
     def apply_level_of_detail(self) -> None:
         scale = self.scale_factor()
-        for item in self.scene().items():
-            if isinstance(item, CanvasNodeItem):
-                item.apply_scale(scale)
+        nodes = [item for item in self.scene().items() if isinstance(item, CanvasNodeItem)]
+        rooms = title_rooms(nodes, scale) if scale < OVERVIEW_SCALE else {}
+        for item in nodes:
+            item.title_room = rooms.get(item)
+            item.apply_scale(scale)
 
     def add_node(self, node, pos=None) -> None:
         super().add_node(node, pos)

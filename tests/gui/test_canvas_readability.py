@@ -61,6 +61,26 @@ def test_every_title_is_readable_at_the_fitted_zoom(qtbot, window, size):
             f"({count} bright pixels over {rows} rows)")
 
 
+@pytest.mark.parametrize("size", [(1400, 860), (1024, 700), (845, 774)])
+def test_overview_titles_do_not_cover_each_other(qtbot, window, size):
+    """Titles wrapped to their own narrow nodes grew downwards into the node
+    below ("Negative prompt" over "Prompt" in the 845×774 screenshot window)."""
+    window.resize(*size)
+    _settle(qtbot)
+    assert window.open_path(REPO / "workflows" / "txt2img.json")
+    _settle(qtbot)
+    viewer = window.graph.viewer()
+    assert viewer.transform().m11() < 0.7  # the overview: titles drawn at a fixed size
+    labels = [(node.name(), node.view.title_label) for node in adapter.workflow_nodes(window.graph)]
+    rects = [(name, label.deviceTransform(viewer.viewportTransform()).mapRect(label.boundingRect()))
+             for name, label in labels if label.isVisible()]
+    assert len(rects) == len(labels)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(SCREENSHOTS / f"gui-titles-{size[0]}x{size[1]}.png"))
+    overlaps = [(a, b) for i, (a, ra) in enumerate(rects) for b, rb in rects[i + 1:] if ra.intersects(rb)]
+    assert overlaps == []
+
+
 def test_parameter_labels_are_light_and_shown_when_zoomed_in(qtbot, txt2img):
     window = txt2img
     viewer = window.graph.viewer()
