@@ -92,7 +92,7 @@ def test_a_bypassed_and_a_muted_node_are_drawn_so(qtbot, window):
     window.graph.viewer().zoom_to_nodes([n.view for n in window.graph.all_nodes()])
     QtWidgets.QApplication.processEvents()
     shot = window.graph.viewer().grab()
-    shot.save(str(SCREENSHOTS / "bypass-mute.png"))
+    shot.save(str(SCREENSHOTS / "gui-bypass-mute.png"))
     image = shot.toImage()
     viewer = window.graph.viewer()
     inside = viewer.mapFromScene(window.node("blur").view.sceneBoundingRect().center())
