@@ -115,15 +115,19 @@ def test_rendered_polygons_keep_their_corners_with_a_margin(pixels):
 
 
 @pytest.mark.parametrize("pixels", [64, 32])
-def test_a_square_with_rounded_corners_is_no_square(pixels):
-    """Corners rounded to a quarter of the side read as no shape; rounder still,
-    as a circle or no shape, never as a square."""
-    rng = random.Random(13)
+@pytest.mark.parametrize("shape, refused, rounder, seed", [
+    ("square", 0.25, 0.35, 13),  # corners rounded to a quarter of the side
+    ("triangle", 0.15, 0.2, 19),  # to 15 % of the side (half the inradius)
+])
+def test_a_polygon_with_rounded_corners_is_not_that_polygon(pixels, shape, refused, rounder, seed):
+    """Rounded corners read as no shape; rounder still, as a circle or no shape,
+    never as the polygon; sharp ones as the polygon."""
+    rng = random.Random(seed)
     for _ in range(12):
-        scene = dataclasses.replace(random_scene(rng), shape="square")
-        assert analyse(_rounded(scene, pixels, 0.25)).shape is None, scene
-        assert analyse(_rounded(scene, pixels, 0.35)).shape in ("circle", None), scene
-        assert analyse(_rounded(scene, pixels, 0.0)).shape == "square", scene
+        scene = dataclasses.replace(random_scene(rng), shape=shape)
+        assert analyse(_rounded(scene, pixels, refused)).shape is None, scene
+        assert analyse(_rounded(scene, pixels, rounder)).shape in ("circle", None), scene
+        assert analyse(_rounded(scene, pixels, 0.0)).shape == shape, scene
 
 
 def test_a_blurred_square_is_no_square():
@@ -139,18 +143,6 @@ def test_a_blurred_square_is_no_square():
         blurred = torch.nn.functional.conv2d(padded, kernel.view(1, 1, 1, -1).expand(3, 1, 1, 25), groups=3)
         blurred = torch.nn.functional.conv2d(blurred, kernel.view(1, 1, -1, 1).expand(3, 1, 25, 1), groups=3)[0]
         assert analyse(blurred).shape != "square", scene
-
-
-@pytest.mark.parametrize("pixels", [64, 32])
-def test_a_triangle_with_rounded_corners_is_no_triangle(pixels):
-    rng = random.Random(19)
-    for _ in range(12):
-        scene = dataclasses.replace(random_scene(rng), shape="triangle")
-        # corners rounded to 15 % of the side (half the inradius): no shape;
-        # rounder still, no shape or a circle
-        assert analyse(_rounded(scene, pixels, 0.15)).shape is None, scene
-        assert analyse(_rounded(scene, pixels, 0.2)).shape in ("circle", None), scene
-        assert analyse(_rounded(scene, pixels, 0.0)).shape == "triangle", scene
 
 
 def test_an_elongated_splash_is_no_triangle():

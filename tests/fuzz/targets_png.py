@@ -24,7 +24,7 @@ from core.workflow.png import PNG_KEY, PNG_MAGIC
 from tests.fuzz import FuzzTarget
 from tests.fuzz.documents import TEXT, WORKFLOW_TEXT, example_documents, mutated_documents, to_text
 from tests.fuzz.targets_cli import run_cli
-from tests.fuzz.targets_workflow import scratch, through_the_engine
+from tests.fuzz.targets_workflow import load_and_run, scratch
 
 
 # -- building PNGs chunk by chunk ---------------------------------------------------------
@@ -123,13 +123,7 @@ JUNK_FILES = st.one_of(
 
 
 def run_workflow_png(data: bytes) -> None:
-    path = scratch() / "case.png"
-    path.write_bytes(data)
-    try:
-        workflow = load(path)
-    except WorkflowFormatError:
-        return
-    through_the_engine(workflow)
+    load_and_run(data, "case.png")
 
 
 # -- saving into a PNG and back -------------------------------------------------------

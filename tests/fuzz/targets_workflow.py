@@ -119,6 +119,18 @@ DOCUMENTS = mutated_documents(mutations=ENGINE_MUTATIONS)
 TEXTS = weighted((3, DOCUMENTS.map(to_text)), (1, JUNK_TEXT))
 
 
+def load_and_run(data: bytes, name: str) -> None:
+    """Write ``data`` as a file, open it as the CLI and the GUI do (a refusal
+    is handled) and take what opens through the engine."""
+    path = scratch() / name
+    path.write_bytes(data)
+    try:
+        workflow = load(path)
+    except WorkflowFormatError:
+        return
+    through_the_engine(workflow)
+
+
 def through_the_engine(workflow: Workflow) -> None:
     """What a loaded document meets before it runs; raises only the documented errors."""
     validate(workflow, registry())
@@ -168,13 +180,7 @@ def run_file(case: tuple[str, str]) -> None:
         data = text.encode("utf-8", "surrogatepass")
     else:
         data = text.encode(encoding, "surrogatepass" if encoding == "utf-8-sig" else "replace")
-    path = scratch() / "case.json"
-    path.write_bytes(data)
-    try:
-        workflow = load(path)
-    except WorkflowFormatError:
-        return
-    through_the_engine(workflow)
+    load_and_run(data, "case.json")
 
 
 def run_data(data: object) -> None:

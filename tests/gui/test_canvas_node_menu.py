@@ -30,6 +30,18 @@ def _trigger(menu: QtWidgets.QMenu, text: str) -> None:
     menu.close()
 
 
+def _select_with_focus(window, *node_ids):
+    """Open the heat-diffusion graph, select ``node_ids`` and give the canvas the
+    keyboard (where the node shortcuts act); the canvas viewer."""
+    assert window.open_path(HEAT)
+    window.graph.clear_selection()
+    for node_id in node_ids:
+        window.node(node_id).set_selected(True)
+    viewer = window.graph.viewer()
+    viewer.setFocus()
+    return viewer
+
+
 def _modes(window) -> dict[str, str]:
     return {n.id: n.mode for n in window.document.workflow()}
 
@@ -62,12 +74,7 @@ def test_bypass_from_the_menu_is_drawn_saved_and_undone_in_one_step(qtbot, windo
 
 
 def test_ctrl_b_and_ctrl_m_toggle_the_selected_nodes_one_undo_step_each(qtbot, window):
-    assert window.open_path(HEAT)
-    window.graph.clear_selection()
-    for node_id in ("blur", "noise"):
-        window.node(node_id).set_selected(True)
-    viewer = window.graph.viewer()
-    viewer.setFocus()
+    viewer = _select_with_focus(window, "blur", "noise")
     stack = window.graph.undo_stack()
     before = stack.index()
     qtbot.keyClick(viewer, QtCore.Qt.Key.Key_B, QtCore.Qt.KeyboardModifier.ControlModifier)
@@ -179,12 +186,7 @@ def test_collapse_folds_a_node_to_its_title_bar_links_stay_and_it_is_saved(qtbot
 
 
 def test_alt_c_collapses_and_expands_the_selection_and_zooming_keeps_it_folded(qtbot, window):
-    assert window.open_path(HEAT)
-    window.graph.clear_selection()
-    for node_id in ("blur", "noise"):
-        window.node(node_id).set_selected(True)
-    viewer = window.graph.viewer()
-    viewer.setFocus()
+    viewer = _select_with_focus(window, "blur", "noise")
     qtbot.keyClick(viewer, QtCore.Qt.Key.Key_C, QtCore.Qt.KeyboardModifier.AltModifier)
     assert window.node("blur").view.collapsed and window.node("noise").view.collapsed
     viewer.set_zoom(-0.5)  # overview (scale 0.5), then back to full detail
