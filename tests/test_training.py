@@ -79,6 +79,19 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
         assert torch.equal(whole.exported[key], resumed.exported[key])
 
 
+def test_a_run_resumed_at_its_last_step_exports_the_loss_it_reached(tmp_path):
+    """Resuming a finished run (to export it under a new step count) ran no
+    step, and wrote final_loss None into the model file."""
+    config = dict(lr=0.01, warmup=5, log_every=100, checkpoint_every=20)
+    first = LineTask()
+    train(first, TrainConfig(steps=20, **config), tmp_path / "part.bin")
+    again = LineTask()
+    train(again, TrainConfig(steps=20, **config), tmp_path / "again.bin",
+          resume=tmp_path / "part.train.pt")
+    assert again.recipe["steps"] == 20
+    assert again.recipe["final_loss"] == pytest.approx(first.recipe["final_loss"])
+
+
 def test_a_diverging_loss_stops_training(tmp_path):
     class Exploding(LineTask):
         def loss(self, generator):

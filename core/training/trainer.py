@@ -93,7 +93,7 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
         print(f"resumed {task.name} at step {step} from {resume}", file=sys.stderr)
     for module in modules.values():
         module.train()
-    started, smoothed = time.perf_counter(), None
+    started, smoothed = time.perf_counter(), _smoothed(losses)
     first_step = step
     while step < config.steps and not _out_of_time(started, config.max_seconds):
         for group in optimizer.param_groups:
@@ -108,7 +108,7 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
         ema.update(modules, step)
         step += 1
         losses.append(loss.item())
-        smoothed = loss.item() if smoothed is None else 0.98 * smoothed + 0.02 * loss.item()
+        smoothed = _smoothed([loss.item()], smoothed)
         if step % config.log_every == 0 or step == config.steps:
             rate = (step - first_step) / (time.perf_counter() - started)
             print(f"{task.name} step {step}/{config.steps} loss {smoothed:.4f} {rate:.2f} it/s",
@@ -127,6 +127,16 @@ def train(task: Task, config: TrainConfig, out: Path, resume: Path | None = None
         recipe["fine_tuned_from"] = config.history
     task.export(out, ema.shadow, recipe)
     return out
+
+
+def _smoothed(losses: list[float], start: float | None = None) -> float | None:
+    """The exponential moving average (0.98) of ``losses`` continued from ``start``:
+    what the progress line and the file's ``final_loss`` report, also after a
+    resume (which once exported ``final_loss`` None when no step was left)."""
+    smoothed = start
+    for value in losses:
+        smoothed = value if smoothed is None else 0.98 * smoothed + 0.02 * value
+    return smoothed
 
 
 def _out_of_time(started: float, budget: float | None) -> bool:
