@@ -56,6 +56,10 @@ PORT_COLOURS: dict[PortType, tuple[int, int, int]] = {
     PortType.CONTROLNET: (60, 220, 170),
     PortType.NOISE: (200, 200, 200),
     PortType.TRAJECTORY: (230, 230, 120),
+    PortType.CLASSIFIER: (235, 130, 100),
+    PortType.NOISY_CLIP: (235, 175, 40),
+    PortType.PRIOR: (200, 140, 230),
+    PortType.EMBEDDING: (250, 230, 170),
     PortType.ANY: (150, 150, 150),
     PortType.INT: (120, 200, 255),
     PortType.FLOAT: (140, 220, 255),
@@ -206,11 +210,23 @@ def load_into(graph: NodeGraph, workflow: Workflow, registry: NodeRegistry) -> l
     for group in workflow.ui.get("groups", []) or []:
         _add_backdrop(graph, group)
     if made and not all(node_id in positions for node_id in made):
-        graph.auto_layout_nodes(nodes=list(made.values()))
+        lay_out(made, workflow.links)
     graph.clear_selection()
     graph.fit_to_selection()  # with nothing selected: every node
     graph.clear_undo_stack()
     return refused
+
+
+def lay_out(made: dict[str, BaseNode], links: Iterable[Link]) -> None:
+    """Place the nodes in layered columns (``app.graph_layout``), not with
+    NodeGraphQt's ``auto_layout_nodes``, which spaced a column by the next
+    node's height, so a tall node covered the one below it."""
+    from app.graph_layout import layered_positions
+
+    sizes = {node_id: (item.view.width, item.view.height) for node_id, item in made.items()}
+    edges = [(link.src_node, link.dst_node) for link in links]
+    for node_id, (x, y) in layered_positions(sizes, edges).items():
+        made[node_id].set_pos(x, y)
 
 
 def _add_node(graph, node: Node, registry, workflow: Workflow, ui: Any) -> BaseNode:

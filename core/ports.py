@@ -29,6 +29,13 @@ class PortType(str, Enum):
     NOISE = "NOISE"
     TRAJECTORY = "TRAJECTORY"
     CLASSIFIER = "CLASSIFIER"
+    # A noise-aware contrastive image/text model (CLIP whose image side reads
+    # x_t at any t); not the text encoder a checkpoint's CLIP output carries.
+    NOISY_CLIP = "NOISY_CLIP"
+    # unCLIP: a diffusion prior (caption → image embedding) and the CLIP
+    # image embeddings it makes, (B, D) unit vectors.
+    PRIOR = "PRIOR"
+    EMBEDDING = "EMBEDDING"
     # Accepts or offers anything (debug and inspection nodes).
     ANY = "ANY"
 

@@ -19,6 +19,9 @@ def encode_text(ctx, clip, text):
 
     from core.values import Conditioning
 
+    if clip is None:
+        raise ValueError("this checkpoint has no text encoder (an image-to-image model reads "
+                         "a source image instead: use 'Image condition (concat)')")
     with torch.no_grad():
         embeddings, pooled = clip.encode_pooled([text.strip()], ctx.device)
     return Conditioning(text=text.strip(), embeddings=embeddings, extras={"pooled": pooled})
@@ -46,6 +49,22 @@ def apply_controlnet(ctx, positive, negative, controlnet, image, strength, start
         return replace(cond, extras={**cond.extras, "control": (*cond.extras.get("control", ()), hint)})
 
     return {"positive": attach(positive), "negative": attach(negative or Conditioning())}
+
+
+def image_condition(ctx, image, positive=None):
+    """The source image of an image-to-image model (Palette; later the
+    super-resolution stage of a cascade), which stacks it onto x_t: it rides
+    on the conditioning, and the model resizes it and takes the channels it
+    was trained on (a colouriser: the luminance)."""
+    from dataclasses import replace
+
+    from core.images import check_image
+    from core.models.concat import CONCAT_KEY, ConcatImage
+    from core.values import Conditioning
+
+    check_image(image)
+    cond = positive or Conditioning()
+    return replace(cond, extras={**cond.extras, CONCAT_KEY: ConcatImage(image)})
 
 
 NODES = (
@@ -87,5 +106,19 @@ NODES = (
         ),
         outputs=(Output("positive", PortType.CONDITIONING),
                  Output("negative", PortType.CONDITIONING)),
+    ),
+    NodeSpec(
+        type_id="conditioning.image_concat",
+        title="Image condition (concat)",
+        category="conditioning",
+        description="Give an image-to-image model (Palette) its source image, which it "
+                    "stacks onto x_t; it goes where a prompt would (positive).",
+        fn=image_condition,
+        inputs=(
+            Input("image", PortType.IMAGE, tooltip="The source: e.g. a gray picture to colourise"),
+            Input("positive", PortType.CONDITIONING, optional=True,
+                  tooltip="A prompt to add the image to (optional)"),
+        ),
+        outputs=(Output("conditioning", PortType.CONDITIONING),),
     ),
 )

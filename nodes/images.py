@@ -201,6 +201,16 @@ def composite(ctx, base, overlay, mask):
     return base[:, :channels] * (1 - mask) + overlay[:, :channels] * mask
 
 
+def grayscale(ctx, image):
+    """The luminance of an image (ITU-R BT.601 weights) as three equal channels."""
+    from core.models.concat import luminance
+
+    check_image(image)
+    if image.shape[1] == 1:
+        return image.expand(-1, 3, -1, -1).contiguous()
+    return luminance(image).expand(-1, 3, -1, -1).contiguous()  # (B, 3, H, W)
+
+
 def _scene_inputs():
     from core.data.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES
 
@@ -302,6 +312,15 @@ NODES = (
         fn=shape_scene,
         inputs=_scene_inputs(),
         outputs=(_image_out(), Output("outline", PortType.IMAGE)),
+    ),
+    NodeSpec(
+        type_id="image.grayscale",
+        title="Grayscale",
+        category="image",
+        description="The image's luminance (ITU-R BT.601), e.g. a source for a colouriser.",
+        fn=grayscale,
+        inputs=(_image_in(),),
+        outputs=(_image_out(),),
     ),
     NodeSpec(
         type_id="image.join_row",

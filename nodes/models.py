@@ -97,6 +97,41 @@ def classifier_guidance(ctx, model, classifier, shape, color, scale):
                                description=f"{model.description}, guided toward {wanted} (s = {scale})")
 
 
+def load_noisy_clip_node(ctx, name, path):
+    """A noise-aware CLIP (image and text in one embedding) for CLIP guidance."""
+    from core.models.builtin import load_noisy_clip
+
+    return load_noisy_clip(_source(name, path), ctx.device)
+
+
+def load_prior_node(ctx, name, path):
+    """An unCLIP diffusion prior: caption → CLIP image embedding (DALL·E 2 §2.2)."""
+    from core.models.builtin import load_prior
+
+    return load_prior(_source(name, path), ctx.device)
+
+
+def clip_guidance(ctx, model, clip, prompt, scale):
+    """The model steered by the gradient of a noise-aware CLIP's image–text
+    similarity (GLIDE, Nichol et al. 2021, §2.4): sample it with guidance 1
+    and no prompt to see CLIP alone decide what is drawn."""
+    import dataclasses
+
+    from core.diffusion.guidance import ClassifierGuidedDenoiser
+    from core.models.noisy_clip import ClipTarget
+
+    if model.parameterization != "ve":
+        raise ValueError("CLIP guidance needs a diffusion model, not a flow-matching one")
+    channels = clip.network.config["image"]["in_channels"]
+    if model.latent_channels != channels:
+        raise ValueError(f"the CLIP model reads {channels}-channel images "
+                         f"but {model.name!r} samples {model.latent_channels} channels")
+    target = ClipTarget(clip.network, clip.tokenizer, clip.schedule, prompt.strip())
+    guided = ClassifierGuidedDenoiser(model.denoiser, target, scale)
+    return dataclasses.replace(model, denoiser=guided, description=(
+        f"{model.description}, CLIP-guided toward {prompt.strip()!r} (s = {scale})"))
+
+
 def _source(name: str, path: str) -> str:
     source = path.strip() if name == "file…" else name
     if not source:
@@ -170,4 +205,29 @@ NODES = (
         ),
         outputs=(Output("model", PortType.MODEL),),
     ),
+    _loader("model.noisy_clip", "Noise-aware CLIP loader",
+            "Load a CLIP whose image side reads noisy images x_t, for CLIP guidance.",
+            load_noisy_clip_node, ("shapes-clip",), "noise-aware CLIP",
+            (Output("clip", PortType.NOISY_CLIP),)),
+    NodeSpec(
+        type_id="model.clip_guidance",
+        title="CLIP guidance",
+        category="model",
+        description="Steer a diffusion model with the gradient of a noise-aware CLIP's "
+                    "image–text similarity toward a prompt (GLIDE).",
+        fn=clip_guidance,
+        inputs=(
+            Input("model", PortType.MODEL),
+            Input("clip", PortType.NOISY_CLIP),
+            Input("prompt", PortType.STRING, "a large red circle", widget="multiline",
+                  tooltip="What CLIP should find in the picture; every word must be one it knows"),
+            Input("scale", PortType.FLOAT, 3.0, min=0.0, max=100.0, step=0.5,
+                  tooltip="s in ε̂ − s·√(1−ᾱ)·∇ (τ f(x_t)·g(c)); 0 = no guidance"),
+        ),
+        outputs=(Output("model", PortType.MODEL),),
+    ),
+    _loader("model.prior", "Prior loader",
+            "Load an unCLIP prior: caption → CLIP image embedding.",
+            load_prior_node, ("shapes-prior",), "unCLIP prior",
+            (Output("prior", PortType.PRIOR),)),
 )

@@ -49,6 +49,7 @@ def _choices(type_id: str) -> tuple[str, ...]:
 
 def test_dropdowns_list_the_models_folders_by_what_each_file_is(models_dir):
     assert _choices("model.checkpoint") == ("shapes-ldm", "shapes-ddpm", "shapes-flow",
+                                            "shapes-palette", "shapes-unclip",
                                             "sd15/tiny-sd1.safetensors",
                                             "sd3/tiny-sd35.safetensors", FILE_CHOICE)
     assert "vae/sd3-vae.safetensors" in _choices("model.vae")
@@ -58,7 +59,8 @@ def test_dropdowns_list_the_models_folders_by_what_each_file_is(models_dir):
 
 def test_without_models_folders_the_dropdowns_hold_the_builtins():
     set_models_dirs(None)
-    assert _choices("model.checkpoint") == ("shapes-ldm", "shapes-ddpm", "shapes-flow", FILE_CHOICE)
+    assert _choices("model.checkpoint") == ("shapes-ldm", "shapes-ddpm", "shapes-flow",
+                                            "shapes-palette", "shapes-unclip", FILE_CHOICE)
 
 
 def test_checkpoint_loader_loads_a_models_folder_name_of_another_family(models_dir):

@@ -1,4 +1,4 @@
-"""The training tasks for shapes-ddpm, -classifier, -flow and -controlnet, a
+"""The training tasks for shapes-ddpm, -classifier, -flow, -controlnet, -clip and -palette, a
 few steps each; time budgets, --init, VAE decoder-only fine-tuning and the
 pool rendered by several worker processes."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import core.training.data as data
 from core.checkpoints import CheckpointError, load_checkpoint
 from core.checkpoints.safetensors_io import component
-from core.models.builtin import load_classifier, load_controlnet, load_model
+from core.models.builtin import load_classifier, load_controlnet, load_model, load_noisy_clip
 from core.training.data import ShapesPool
 from core.training.recipes import MODELS_DIR, run_training
 
@@ -23,7 +23,8 @@ def quick(name, out, **options):
 
 @pytest.mark.parametrize("name, kind", [
     ("shapes-ddpm", "pixel"), ("shapes-classifier", "classifier"),
-    ("shapes-flow", "flow"), ("shapes-controlnet", "controlnet")])
+    ("shapes-flow", "flow"), ("shapes-controlnet", "controlnet"), ("shapes-clip", "clip"),
+    ("shapes-palette", "palette")])
 def test_each_task_trains_and_writes_a_loadable_file(tmp_path, name, kind):
     out = tmp_path / f"{name}.safetensors"
     assert quick(name, out) == out
@@ -43,6 +44,14 @@ def test_each_task_trains_and_writes_a_loadable_file(tmp_path, name, kind):
         network, labels, _schedule = load_classifier(str(out))
         assert labels == {"shape": ["circle", "square", "triangle"],
                           "color": ["red", "orange", "yellow", "green", "blue", "purple"]}
+    elif kind == "clip":
+        clip = load_noisy_clip(str(out))
+        assert clip.network.config["image"]["pooling"] == "spatial"
+        assert clip.tokenizer.vocabulary[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+        assert clip.schedule.name == "cosine"
+    elif kind == "palette":
+        loaded = load_model(str(out))
+        assert loaded.clip is None and meta["condition"]["kind"] == "luminance"
     else:
         assert meta["base"] == "shapes-ldm"
         load_controlnet(str(out))
@@ -135,3 +144,25 @@ def test_the_pool_is_the_same_whatever_the_worker_count(monkeypatch):
     assert torch.equal(prefix.images, one.images[:6]) and prefix.scenes == one.scenes[:6]
     other = ShapesPool.render(10, seed=6, pixels=16)
     assert not torch.equal(other.images, one.images)
+
+
+def test_eval_measures_clip_guidance_and_colourising(tmp_path, capsys):
+    """``eval`` on a CLIP file runs CLIP guidance of shapes-ddpm and prints
+    the retrieval table; on a Palette file it colourises held-out scenes."""
+    from app.cli.main import main
+
+    clip, palette = tmp_path / "clip.safetensors", tmp_path / "palette.safetensors"
+    quick("shapes-clip", clip)
+    quick("shapes-palette", palette)
+    grid = tmp_path / "grid.png"
+    assert main(["eval", str(clip), "--samples", "2", "--steps", "2", "--scale", "2",
+                 "--grid", str(grid), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "shapes-ddpm + " in out and "(CLIP guidance, scale 2.0)" in out
+    assert "| position |" in out and "| background |" in out and grid.exists()
+    assert "nearest of the 540 full captions" in out and "| 900 |" in out
+    assert main(["eval", str(palette), "--samples", "2", "--steps", "2", "--grid", str(grid),
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "(colourising gray scenes)" in out and "mean IoU with the source's shape" in out
+    assert "| background |" in out and "| size |" not in out

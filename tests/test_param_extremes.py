@@ -102,14 +102,44 @@ def controlnet():
                     ("apply", "negative", "sampler", "negative")])
 
 
-def classifier_guided():
+def guided(loader: str, loader_type: str, guide_type: str):
+    """shapes-ddpm steered by a guidance node fed by a loader (classifier, CLIP)."""
     return rewired(*checkpoint("shapes-ddpm"),
                    lambda ln: ln[0] == "checkpoint" and ln[2] == "sampler",
-                   [("classifier", "model.classifier", {}),
-                    ("guided", "model.classifier_guidance", {})],
+                   [(loader, loader_type, {}), ("guided", guide_type, {})],
                    [("checkpoint", "model", "guided", "model"),
-                    ("classifier", "classifier", "guided", "classifier"),
+                    (loader, loader, "guided", loader),
                     ("guided", "model", "sampler", "model")])
+
+
+def unclip():
+    """Prior sampler and a picture's embedding, mixed, into the unCLIP decoder."""
+    nodes, links = sampled([("checkpoint", "model.checkpoint", {"name": "shapes-unclip"})],
+                           "checkpoint", text=False)
+    return rewired(nodes, links, lambda ln: ln[0] == "positive",
+                   [("clip", "model.noisy_clip", {}), ("prior_model", "model.prior", {}),
+                    ("prior", "unclip.prior_sampler", {"batch_size": 1, "steps": 2}),
+                    ("pattern", "image.pattern", {"width": 16, "height": 16}),
+                    ("encode", "unclip.encode_image", {}), ("mix", "unclip.mix", {}),
+                    ("condition", "unclip.embedding_condition", {})],
+                   [("prior_model", "prior", "prior", "prior"), ("clip", "clip", "prior", "clip"),
+                    ("clip", "clip", "encode", "clip"), ("pattern", "image", "encode", "image"),
+                    ("prior", "embedding", "mix", "a"), ("encode", "embedding", "mix", "b"),
+                    ("mix", "embedding", "condition", "embedding"),
+                    ("condition", "conditioning", "sampler", "positive")])
+
+
+def palette(size: int = 8):
+    """A test pattern as the source of shapes-palette (guidance 1: it has no
+    unconditional model, and says so at a higher one)."""
+    nodes, links = sampled([("checkpoint", "model.checkpoint", {"name": "shapes-palette"})],
+                           "checkpoint", size, text=False)
+    nodes = [(i, t, {**p, "guidance": 1.0} if i == "sampler" else p) for i, t, p in nodes]
+    return rewired(nodes, links, lambda ln: ln[0] == "positive",
+                   [("pattern", "image.pattern", {"width": 16, "height": 16}),
+                    ("source", "conditioning.image_concat", {})],
+                   [("pattern", "image", "source", "image"),
+                    ("source", "conditioning", "sampler", "positive")])
 
 
 def flux_nodes():
@@ -185,7 +215,12 @@ def workflows_for(type_id: str, lora_file: Path) -> list[tuple[str, str, tuple]]
     single = {
         "model.ideal_denoiser": ("ideal", "model", ideal),
         "conditioning.controlnet": ("controlnet", "apply", controlnet),
-        "model.classifier_guidance": ("classifier", "guided", classifier_guided),
+        "model.classifier_guidance": ("classifier", "guided", lambda: guided(
+            "classifier", "model.classifier", "model.classifier_guidance")),
+        "model.clip_guidance": ("clip", "guided", lambda: guided(
+            "clip", "model.noisy_clip", "model.clip_guidance")),
+        "unclip.prior_sampler": ("unclip", "prior", unclip),
+        "unclip.mix": ("unclip", "mix", unclip),
         "conditioning.sdxl": ("sdxl", "sdxl", lambda: between_prompt_and_sampler(
             "sdxl", "conditioning.sdxl", checkpoint("shapes-ldm"))),
         "flux.guidance": ("flux", "guidance", flux_nodes),
@@ -235,7 +270,8 @@ def model_size_cases():
     cases = {("ideal", 8): ideal(8), ("ideal", 24): ideal(24),
              ("shapes-flow", FLOW_LARGEST): checkpoint("shapes-flow", FLOW_LARGEST),
              **{(name, 8): checkpoint(name, 8)
-                for name in ("shapes-ldm", "shapes-ddpm", "shapes-flow")}}
+                for name in ("shapes-ldm", "shapes-ddpm", "shapes-flow")},
+             ("shapes-palette", 8): palette(8), ("shapes-palette", 64): palette(64)}
     for case, (nodes, links) in cases.items():
         yield case, chain(*nodes, links=links)
 

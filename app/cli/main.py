@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.set_defaults(handler=_cmd_schedule)
     train = commands.add_parser("train", help="train a built-in model")
     train.add_argument("model", help="shapes-vae, shapes-ldm, shapes-controlnet, shapes-ddpm, "
-                                      "shapes-classifier or shapes-flow")
+                                      "shapes-classifier, shapes-flow, shapes-refiner, "
+                                      "shapes-clip, shapes-palette, shapes-prior or shapes-unclip")
     train.add_argument("--steps", type=int)
     train.add_argument("--batch", type=int)
     train.add_argument("--out", type=Path, help="the model file to write")
@@ -96,10 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_cmd_train)
     evaluate = commands.add_parser(
         "eval", help="measure a built-in model's prompt accuracy (ControlNet: IoU; "
-                     "classifier: classifier guidance)")
+                     "classifier, CLIP: the guidance they give; Palette: colourising; "
+                     "unCLIP: through its prior)")
     evaluate.add_argument("model", help="shapes-ldm, shapes-ddpm, shapes-flow, shapes-controlnet, "
-                                        "shapes-classifier, or a path to a model file")
-    evaluate.add_argument("--base", help="the backbone a ControlNet or classifier steers "
+                                        "shapes-classifier, shapes-clip, shapes-palette, "
+                                        "shapes-unclip, or a path to a model file")
+    evaluate.add_argument("--base", help="the backbone a ControlNet, classifier or CLIP steers "
                                          "(default: shapes-ldm / shapes-ddpm)")
     evaluate.add_argument("--samples", type=int, default=200, help="held-out prompts")
     evaluate.add_argument("--per-prompt", type=int, default=1,
@@ -108,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--guidance", type=float, default=3.0,
                           help="classifier-free guidance scale g")
     evaluate.add_argument("--scale", type=float, default=3.0,
-                          help="classifier guidance scale s (for a classifier)")
+                          help="classifier or CLIP guidance scale s (for a classifier or CLIP)")
     evaluate.add_argument("--strength", type=float, default=1.0, help="ControlNet strength")
+    evaluate.add_argument("--prior", help="unCLIP: the prior file (default shapes-prior)")
+    evaluate.add_argument("--prior-guidance", type=float, default=1.0,
+                          help="unCLIP: the prior's classifier-free guidance scale")
     evaluate.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the "
                                             "model's example workflow's)")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -298,6 +304,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             report = evaluate.evaluate_classifier_guidance(
                 args.base or "shapes-ddpm", args.model, args.samples, args.per_prompt,
                 args.steps, args.scale, device=device, **common)
+        elif kind == "clip":
+            from core.evaluation.clip_eval import evaluate_clip_guidance
+
+            report = evaluate_clip_guidance(
+                args.base or "shapes-ddpm", args.model, args.samples, args.per_prompt,
+                args.steps, args.scale, device=device, **common)
+        elif kind == "unclip_decoder":
+            from core.evaluation.unclip_eval import evaluate_unclip
+
+            report = evaluate_unclip(args.model, args.prior, None, args.samples, args.steps,
+                                     args.guidance, args.prior_guidance, device=device, **common)
+        elif kind == "palette":
+            from core.evaluation.palette_eval import evaluate_palette
+
+            report = evaluate_palette(args.model, args.samples, args.steps, device=device,
+                                      **common)
         else:
             report = evaluate.evaluate_model(args.model, args.samples, args.per_prompt,
                                              args.steps, args.guidance, device=device, **common)

@@ -12,6 +12,10 @@ affine in ε̂ at a fixed x and level, the same mix applies to x̂_0.
 Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2 / eq. 14):
 
     ε̂ = ε − s · √(1 − ᾱ_t) · ∇_{x_t} log p(y | x_t)
+
+CLIP guidance (Nichol et al. 2021, GLIDE §2.4) is the same shift with the
+image–text similarity f(x_t) · g(c) of a noise-aware CLIP in place of
+log p(y | x_t) (``core.models.noisy_clip.ClipTarget``).
 """
 from __future__ import annotations
 
@@ -98,7 +102,8 @@ class ClassifierGuidedDenoiser:
     ``log_prob(x_t, level) -> (B,)`` is log p(y | x_t) for the wanted class,
     differentiable in x_t, the *VP-scaled* sample the classifier was trained
     on. In x̂_0 terms the shift of ε̂ above is x̂_0 + s (1 − ᾱ)/√ᾱ ∇ log p.
-    The wrapped model's variance is handed on unchanged.
+    The wrapped model's variance is handed on unchanged. Any differentiable
+    score of x_t serves: CLIP guidance passes a CLIP similarity.
     """
 
     parameterization = "ve"

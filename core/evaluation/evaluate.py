@@ -38,6 +38,7 @@ class Report:
     decoder: str = ""  # the VAE file the pictures were decoded with: it shapes what is read
     #: shape accuracy per requested background: (accuracy, pictures)
     shape_by_background: dict[str, tuple[float, int]] = field(default_factory=dict)
+    appendix: str = ""  # a further table of the measurement (e.g. CLIP's retrieval)
 
     def table(self) -> str:
         rows = [f"| {name} | {value * 100:.1f}% |" for name, value in self.accuracy.items()]
@@ -49,7 +50,8 @@ class Report:
                 f"guidance {self.guidance}, {self.seconds_per_image:.3f} s/image\n")
         if self.decoder:
             head += f"decoded by {self.decoder}\n"
-        return head + "| attribute | accuracy |\n|---|---|\n" + "\n".join(rows + extra)
+        body = head + "| attribute | accuracy |\n|---|---|\n" + "\n".join(rows + extra)
+        return body + (f"\n\n{self.appendix}" if self.appendix else "")
 
 
 def held_out_prompts(count: int, seed: int = 0) -> list:

@@ -24,8 +24,9 @@ from core.paths import MODELS_DIR
 from core.previews import LatentRGB
 from core.values import DiffusionModel
 
-CHECKPOINT_NAMES = ("shapes-ldm", "shapes-ddpm", "shapes-flow")
-BUILTIN_NAMES = (*CHECKPOINT_NAMES, "shapes-vae", "shapes-controlnet", "shapes-classifier")
+CHECKPOINT_NAMES = ("shapes-ldm", "shapes-ddpm", "shapes-flow", "shapes-palette", "shapes-unclip")
+BUILTIN_NAMES = (*CHECKPOINT_NAMES, "shapes-vae", "shapes-controlnet", "shapes-classifier",
+                 "shapes-clip", "shapes-prior")
 
 
 def model_file(name_or_path: str) -> Path:
@@ -83,7 +84,7 @@ class _Target(NamedTuple):
 @dataclass(frozen=True)
 class LoadedCheckpoint:
     model: DiffusionModel
-    clip: TextEncoder
+    clip: TextEncoder | None  # None: the model reads no text (Palette, unCLIP's decoder)
     vae: VAEHandle
 
 
@@ -94,7 +95,8 @@ def load_model(name_or_path: str, device: Any = "cpu",
     VAE, their networks in ``dtype`` (the sampler's own arithmetic stays fp32)."""
     path = model_file(name_or_path)
     tensors, meta = load_checkpoint(path)
-    loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow}
+    loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow, "palette": _palette,
+               "unclip_decoder": _unclip_decoder}
     kind = meta.get("kind")
     if not isinstance(kind, str) or kind not in loaders:
         raise CheckpointError(f"{path}: a {kind!r} file is not a backbone; the checkpoint "
@@ -152,6 +154,49 @@ def _pixel(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     return _with_decoder(model, clip, PixelCodec())
 
 
+def _palette(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
+    """An image-to-image model (Palette): a text-free U-Net that reads a source
+    image stacked onto x_t; its CLIP output is None."""
+    from diffusers import UNet2DModel
+
+    from core.models.concat import ConcatUNet
+
+    unet = _build(lambda c: UNet2DModel(**c), meta, "unet", tensors, path, "U-Net", target)
+    channels = int(meta["condition"]["channels"])
+    schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
+    denoiser = DiscreteTimeDenoiser(ConcatUNet(unet, channels, meta["name"]), schedule,
+                                    meta["prediction"], clip_sample=meta.get("clip_sample", True))
+    model = DiffusionModel(
+        name=meta["name"], denoiser=denoiser, parameterization="ve",
+        latent_channels=unet.config.out_channels, downscale=1, schedule=schedule,
+        description=f"{meta['name']}: pixel-space image-to-image (Palette), draws from a "
+                    f"{meta['condition']['kind']} source image",
+        batched_cfg=True,
+    )
+    return _with_decoder(model, None, PixelCodec())
+
+
+def _unclip_decoder(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
+    """unCLIP's decoder (DALL·E 2 §2.1): draws from a CLIP image embedding on
+    the conditioning, not from text; its CLIP output is None."""
+    from diffusers import UNet2DConditionModel
+
+    from core.models.unclip import EmbeddingUNet
+
+    unet = _build(lambda c: UNet2DConditionModel(**c), meta, "unet", tensors, path, "U-Net",
+                  target)
+    schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
+    denoiser = DiscreteTimeDenoiser(EmbeddingUNet(unet, int(meta["embed_dim"])), schedule,
+                                    meta["prediction"], clip_sample=meta.get("clip_sample", True))
+    model = DiffusionModel(
+        name=meta["name"], denoiser=denoiser, parameterization="ve",
+        latent_channels=unet.config.out_channels, downscale=1, schedule=schedule,
+        description=f"{meta['name']}: unCLIP decoder, draws from a {meta['clip']} image "
+                    "embedding", batched_cfg=True,
+    )
+    return _with_decoder(model, None, PixelCodec())
+
+
 def _flow(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     from diffusers import SD3Transformer2DModel
 
@@ -188,7 +233,7 @@ def load_vae_handle(vae_path: Path, device: Any = "cpu",
     return VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path), preview
 
 
-def _with_decoder(model: DiffusionModel, clip: TextEncoder, vae) -> LoadedCheckpoint:
+def _with_decoder(model: DiffusionModel, clip: TextEncoder | None, vae) -> LoadedCheckpoint:
     """The checkpoint, its model knowing its own decoder (for exact step previews)."""
     import dataclasses
 
@@ -218,6 +263,50 @@ def load_classifier(name_or_path: str, device: Any = "cpu"):
                      _Target(device, torch.float32))
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
     return network, meta["labels"], schedule
+
+
+class NoisyClipHandle(NamedTuple):
+    """What a NOISY_CLIP link carries: the network, its tokenizer, its schedule."""
+
+    network: Any
+    tokenizer: WordTokenizer
+    schedule: Any
+
+
+@checkpoint_boundary("CLIP file", "name_or_path", locate=model_file)
+def load_noisy_clip(name_or_path: str, device: Any = "cpu"):
+    """A shapes-clip file: the noise-aware CLIP, its tokenizer and its schedule
+    (fp32: guidance differentiates it)."""
+    from core.models.noisy_clip import make_noisy_clip
+
+    path = model_file(name_or_path)
+    tensors, meta = _expect(path, "clip")
+    network = _build(make_noisy_clip, meta, "clip", tensors, path, "CLIP",
+                     _Target(device, torch.float32))
+    clip = meta["components"]["clip"]
+    schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
+    return NoisyClipHandle(network, WordTokenizer(clip["vocabulary"], clip["max_length"]),
+                           schedule)
+
+
+@checkpoint_boundary("prior file", "name_or_path", locate=model_file)
+def load_prior(name_or_path: str, device: Any = "cpu") -> DiffusionModel:
+    """unCLIP's prior (DALL·E 2 §2.2) as a diffusion model over (B, D, 1, 1)
+    embeddings that predicts z_0; the caption rides on the conditioning."""
+    from core.models.shapes import make_prior
+    from core.models.unclip import PriorNetwork
+
+    path = model_file(name_or_path)
+    tensors, meta = _expect(path, "prior")
+    prior = _build(make_prior, meta, "prior", tensors, path, "prior",
+                   _Target(device, torch.float32))
+    schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
+    return DiffusionModel(
+        name=meta["name"], denoiser=DiscreteTimeDenoiser(PriorNetwork(prior), schedule, "sample"),
+        parameterization="ve", latent_channels=int(meta["embed_dim"]), schedule=schedule,
+        description=f"{meta['name']}: unCLIP prior, caption → {meta['clip']} image embedding",
+        batched_cfg=True,
+    )
 
 
 def _expect(path: Path, kind: str):

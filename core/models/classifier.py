@@ -6,6 +6,11 @@ the diffusion U-Net, with the same timestep embedding, pooled into logits.
 This is that network assembled from diffusers' own U-Net blocks (the
 library has no classifier class); nothing here is a new architecture.
 It answers several questions at once, one head each (shape, colour).
+
+Pooling: ``"mean"`` averages the last feature map (what the classifier
+needs: *what* is drawn); ``"spatial"`` first reduces it to a few channels
+with a 1×1 convolution and keeps every cell, so a head can also read
+*where* things are (the noise-aware CLIP's image tower, ``noisy_clip.py``).
 """
 from __future__ import annotations
 
@@ -15,12 +20,15 @@ import torch
 from torch import nn
 
 
+POOLINGS = ("mean", "spatial")
+
+
 class NoisyClassifier(nn.Module):
     """``forward(x_t, t) -> {head: logits (B, classes)}`` for VP-scaled x_t."""
 
     def __init__(self, sample_size: int, in_channels: int, block_out_channels, down_block_types,
                  layers_per_block: int, norm_num_groups: int, attention_head_dim: int,
-                 heads: dict[str, int]) -> None:
+                 heads: dict[str, int], pooling: str = "mean", spatial_channels: int = 16) -> None:
         from diffusers.models.embeddings import TimestepEmbedding, Timesteps
         from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 
@@ -31,6 +39,11 @@ class NoisyClassifier(nn.Module):
             layers_per_block=layers_per_block, norm_num_groups=norm_num_groups,
             attention_head_dim=attention_head_dim, heads=dict(heads),
         )
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        if pooling != "mean":  # the shipped classifier's config stays as it was
+            self.config.update(pooling=pooling, spatial_channels=spatial_channels)
+        self.pooling = pooling
         width = block_out_channels[0]
         time_dim = width * 4
         self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
@@ -49,7 +62,12 @@ class NoisyClassifier(nn.Module):
         self.mid_block = UNetMidBlock2D(channels, time_dim, resnet_groups=norm_num_groups,
                                         attention_head_dim=attention_head_dim)
         self.norm_out = nn.GroupNorm(norm_num_groups, channels)
-        self.heads = nn.ModuleDict({name: nn.Linear(channels, count) for name, count in heads.items()})
+        features = channels
+        if pooling == "spatial":
+            self.reduce = nn.Conv2d(channels, spatial_channels, kernel_size=1)
+            cells = (sample_size // 2 ** (len(block_out_channels) - 1)) ** 2
+            features = spatial_channels * cells
+        self.heads = nn.ModuleDict({name: nn.Linear(features, count) for name, count in heads.items()})
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
         t = torch.as_tensor(t, device=x_t.device).expand(x_t.shape[0])
@@ -58,7 +76,11 @@ class NoisyClassifier(nn.Module):
         for block in self.down_blocks:
             h, _ = block(h, emb)
         h = self.mid_block(h, emb)
-        pooled = torch.nn.functional.silu(self.norm_out(h)).mean(dim=(2, 3))  # (B, C)
+        h = torch.nn.functional.silu(self.norm_out(h))  # (B, C, h, w)
+        if self.pooling == "mean":
+            pooled = h.mean(dim=(2, 3))  # (B, C)
+        else:
+            pooled = self.reduce(h).flatten(1)  # (B, spatial_channels · h · w)
         return {name: head(pooled) for name, head in self.heads.items()}
 
 

@@ -70,11 +70,52 @@ CLASSIFIER_CONFIG: dict[str, Any] = dict(
     heads={"shape": 3, "color": 6},
 )
 
+# shapes-palette: Palette's image-to-image U-Net (Saharia et al. 2022) on
+# 32×32 pixels, diffusers' UNet2DModel (no text): y_t and the luminance of the
+# source stacked as 3 + 1 input channels; attention at 8×8.
+PALETTE_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=32, in_channels=3 + 1, out_channels=3,
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    layers_per_block=1, norm_num_groups=8, attention_head_dim=16,
+)
+
+# unCLIP (DALL·E 2) on shapes-clip's 64-dimensional embeddings: the prior is
+# diffusers' PriorTransformer over [16 text tokens, text embedding, timestep,
+# noisy image embedding, final token]; the decoder a 32×32 pixel U-Net that
+# adds the image embedding to its timestep embedding ("projection") and
+# attends to it as one token at 8×8.
+PRIOR_CONFIG: dict[str, Any] = dict(
+    num_attention_heads=4, attention_head_dim=16, num_layers=4, embedding_dim=64,
+    num_embeddings=16, additional_embeddings=4,
+)
+UNCLIP_DECODER_CONFIG: dict[str, Any] = dict(
+    sample_size=32, in_channels=3, out_channels=3,
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    layers_per_block=1, cross_attention_dim=64, attention_head_dim=4, norm_num_groups=8,
+    class_embed_type="projection", projection_class_embeddings_input_dim=64,
+)
+
+
+def make_prior(config: dict[str, Any] = PRIOR_CONFIG):
+    from diffusers import PriorTransformer
+
+    return PriorTransformer(**config)
+
 
 def make_ddpm_unet(config: dict[str, Any] = DDPM_UNET_CONFIG):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(**config)
+
+
+def make_palette_unet(config: dict[str, Any] = PALETTE_UNET_CONFIG):
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(**config)
 
 
 def make_controlnet(unet):

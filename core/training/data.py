@@ -77,14 +77,26 @@ def dropped_caption(scene: ShapeScene, rng: random.Random, empty: float = 0.1) -
     nothing at all, which trains the unconditional model CFG needs."""
     if rng.random() < empty:
         return ""
+    return partial_caption(scene, rng)[0]
+
+
+def partial_caption(scene: ShapeScene, rng: random.Random) -> tuple[str, dict[str, str]]:
+    """A caption that keeps the shape and, at random, the other phrases (size
+    50 %, colour 85 %, position 60 %, background 50 %), with what it says:
+    every scene that agrees with those attributes fits the caption too."""
+    kept = {"shape": scene.shape}
     words = ["a"]
     if rng.random() < 0.5:
         words.append(scene.size)
+        kept["size"] = scene.size
     if rng.random() < 0.85:
         words.append(scene.color)
+        kept["color"] = scene.color
     words.append(scene.shape)
     if rng.random() < 0.6:
         words += ["at", "the", scene.position]
+        kept["position"] = scene.position
     if rng.random() < 0.5:
         words += ["on", "a", scene.background, "background"]
-    return " ".join(words)
+        kept["background"] = scene.background
+    return " ".join(words), kept

@@ -56,6 +56,30 @@ def _classifier_task(pool, batch, device, **options):
     return ClassifierTask(pool, batch, device)
 
 
+def _clip_task(pool, batch, device, **options):
+    from core.training.clip_task import ClipTask
+
+    return ClipTask(pool, batch, device)
+
+
+def _palette_task(pool, batch, device, **options):
+    from core.training.palette_task import PaletteTask
+
+    return PaletteTask(pool, batch, device)
+
+
+def _prior_task(pool, batch, device, **options):
+    from core.training.unclip_task import PriorTask
+
+    return PriorTask(pool, batch, device, _file("shapes-clip", options))
+
+
+def _unclip_task(pool, batch, device, **options):
+    from core.training.unclip_task import DecoderTask
+
+    return DecoderTask(pool, batch, device, _file("shapes-clip", options))
+
+
 def _flow_task(pool, batch, device, **options):
     from core.training.flow_task import FlowTask
 
@@ -79,6 +103,14 @@ RECIPES: dict[str, Recipe] = {
                           pixels=32),
     "shapes-classifier": Recipe(steps=3000, batch=128, lr=5e-4, pool=30000,
                                 make_task=_classifier_task, pixels=32),
+    "shapes-clip": Recipe(steps=4000, batch=256, lr=5e-4, pool=30000, make_task=_clip_task,
+                          pixels=32),
+    "shapes-palette": Recipe(steps=4000, batch=64, lr=4e-4, pool=30000,
+                             make_task=_palette_task, pixels=32),
+    "shapes-prior": Recipe(steps=4000, batch=256, lr=3e-4, pool=30000, make_task=_prior_task,
+                           pixels=32, needs=("shapes-clip",)),
+    "shapes-unclip": Recipe(steps=4000, batch=64, lr=4e-4, pool=30000, make_task=_unclip_task,
+                            pixels=32, needs=("shapes-clip",)),
     "shapes-flow": Recipe(steps=8000, batch=64, lr=4e-4, pool=30000, make_task=_flow_task,
                           needs=("shapes-vae",)),
 }
