@@ -133,6 +133,9 @@ def test_prior_samples_are_unit_vectors_one_per_prompt_and_seeded(tiny):
     assert alone.shape == (1, 64)
     with pytest.raises(ValueError, match="needs a caption"):
         sample_embeddings(prior, clip, [" "], steps=3, guidance=1.0, seed=0, device="cpu")
+    with pytest.raises(ValueError, match=r"does not know 'dragon' \(it knows: a, at,"):
+        sample_embeddings(prior, clip, ["a red dragon"], steps=3, guidance=1.0, seed=0,
+                          device="cpu")
 
 
 def test_the_nodes_encode_mix_and_condition(tiny):

@@ -108,6 +108,10 @@ def sample_embeddings(prior, clip, prompts: list[str], steps: int, guidance: flo
                          f"this CLIP's are {dim}-dimensional: use the CLIP it was trained with")
     if not prompts or not all(p.strip() for p in prompts):
         raise ValueError("the prior needs a caption to make an embedding from")
+    unknown = sorted({w for p in prompts for w in clip.tokenizer.unknown_words(p)})
+    if unknown:  # as CLIP guidance: an unknown word would silently read as <unk>
+        raise ValueError(f"the prior's CLIP does not know {', '.join(map(repr, unknown))} "
+                         f"(it knows: {', '.join(clip.tokenizer.vocabulary[4:])})")
     unique = sorted(set(prompts))
     text = encode_prior_text(clip, [*unique, ""], device)
     rows = torch.tensor([unique.index(p) for p in prompts])
