@@ -81,6 +81,13 @@ class SamplingSchedule:
     def steps(self) -> int:
         return len(self.levels) - 1
 
+    @classmethod
+    def discrete(cls, table: Schedule, steps: int, spacing: str) -> "SamplingSchedule":
+        """``steps`` σ levels of a discrete schedule, picked with ``spacing``."""
+        from core.diffusion.timesteps import sampling_sigmas
+
+        return cls(table.name, "ve", sampling_sigmas(table, steps, spacing), table, spacing)
+
 
 @dataclass(frozen=True)
 class Latent:

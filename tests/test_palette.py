@@ -84,7 +84,8 @@ def test_a_missing_source_names_the_node_to_connect():
         model(torch.zeros(1, 3, 8, 8), torch.tensor(1), cond=None)
     batch = ConditioningBatch((Conditioning(), Conditioning(extras={
         CONCAT_KEY: ConcatImage(torch.zeros(1, 1, 8, 8))})))
-    with pytest.raises(ValueError, match="keep guidance at 1"):
+    with pytest.raises(ValueError, match="has no unconditional model .*: set the sampler's "
+                                         "guidance to 1"):
         model(torch.zeros(2, 3, 8, 8), torch.tensor(1), cond=batch)
 
 
@@ -141,15 +142,15 @@ def test_a_palette_file_loads_as_a_text_free_pixel_model(tiny_palette):
 
 
 def test_sampling_a_palette_file_without_a_source_fails_with_the_fix(tiny_palette):
-    from core.diffusion.timesteps import sampling_sigmas
     from core.models.builtin import load_model
     from core.sampling import run_sampler
     from core.values import SamplingSchedule
+    from nodes.diffusion import make_sampling_schedule
 
     loaded = load_model(str(tiny_palette))
-    table = loaded.model.schedule
-    schedule = SamplingSchedule("cosine", "ve", sampling_sigmas(table, 2, "leading"), table,
-                                "leading")
+    schedule = SamplingSchedule.discrete(loaded.model.schedule, 2, "leading")
+    made = make_sampling_schedule(None, "cosine", 1000, False, "leading", 2, 1.0)  # the node's
+    assert torch.equal(schedule.levels, made.levels) and schedule.spacing == made.spacing
     with pytest.raises(ValueError, match="connect an 'Image condition"):
         run_sampler(loaded.model, schedule, torch.zeros(1, 3, 8, 8), sampler="ddim")
     source = Conditioning(extras={CONCAT_KEY: ConcatImage(torch.rand(1, 3, 8, 8))})

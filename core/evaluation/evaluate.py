@@ -91,14 +91,12 @@ def _kind(loaded) -> str:
 
 
 def _sampling_schedule(loaded, setup: Setup):
-    from core.diffusion.timesteps import flow_times, sampling_sigmas
+    from core.diffusion.timesteps import flow_times
     from core.values import SamplingSchedule
 
     if loaded.model.parameterization == "flow":
         return SamplingSchedule("flow", "flow", flow_times(setup.steps), None, "uniform")
-    table = loaded.model.schedule
-    return SamplingSchedule(table.name, "ve", sampling_sigmas(table, setup.steps, setup.spacing),
-                            table, setup.spacing)
+    return SamplingSchedule.discrete(loaded.model.schedule, setup.steps, setup.spacing)
 
 
 def generate(loaded, prompts: list[str], setup: Setup, guidance: float, seed: int, device,
@@ -132,6 +130,26 @@ def generate(loaded, prompts: list[str], setup: Setup, guidance: float, seed: in
                                  seed=seed * 100_003 + start, device=device)
         images.append(loaded.vae.decode(latents))
     return torch.cat(images)
+
+
+@torch.no_grad()
+def sample_rows(loaded, schedule, rows: int, size: int, conditions, sampler: str,
+                guidance: float, seed: int, device, batch: int = 32) -> torch.Tensor:
+    """Pictures (rows, 3, size, size) in [0, 1] from a pixel-space model, in
+    batches: ``conditions(start, stop)`` gives each batch's (positive,
+    negative); seeds as :func:`generate`'s."""
+    from core.sampling import run_sampler
+
+    pictures = []
+    for start in range(0, rows, batch):
+        stop = min(start + batch, rows)
+        positive, negative = conditions(start, stop)
+        shape = (stop - start, loaded.model.latent_channels, size, size)
+        result, _ = run_sampler(loaded.model, schedule, torch.zeros(shape), sampler=sampler,
+                                positive=positive, negative=negative, guidance=guidance,
+                                seed=seed * 100_003 + start, device=device)
+        pictures.append(loaded.vae.decode(result))
+    return torch.cat(pictures)
 
 
 def score(report: Report, images: torch.Tensor, scenes: list, per_prompt: int,

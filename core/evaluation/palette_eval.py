@@ -18,7 +18,14 @@ import torch
 
 from core.data.shapes import COLORS, render
 from core.evaluation.analyser import analyse
-from core.evaluation.evaluate import Report, _iou, held_out_prompts, save_grid, score
+from core.evaluation.evaluate import (
+    Report,
+    _iou,
+    held_out_prompts,
+    sample_rows,
+    save_grid,
+    score,
+)
 
 #: DDPM's stochastic sampler (fixed small variance): on 40 held-out scenes it
 #: matched the source's luminance to an RMS of 0.026, DDIM with 25 steps 0.084.
@@ -38,28 +45,18 @@ def ambiguous_colours() -> set[str]:
     return {a for a in lumas for b in lumas if a != b and abs(lumas[a] - lumas[b]) < CLOSE_LUMA}
 
 
-@torch.no_grad()
 def colourise(loaded, sources: torch.Tensor, sampler: str, spacing: str, steps: int, seed: int,
-              device, batch: int = 32) -> torch.Tensor:
+              device) -> torch.Tensor:
     """Colour pictures (N, 3, H, W) in [0, 1] for gray ``sources`` (N, 1|3, H, W)."""
-    from core.diffusion.timesteps import sampling_sigmas
     from core.models.concat import CONCAT_KEY, ConcatImage
-    from core.sampling import run_sampler
     from core.values import Conditioning, SamplingSchedule
 
-    table = loaded.model.schedule
-    schedule = SamplingSchedule(table.name, "ve", sampling_sigmas(table, steps, spacing), table,
-                                spacing)
-    pictures = []
-    for start in range(0, len(sources), batch):
-        chunk = sources[start:start + batch]
-        positive = Conditioning(extras={CONCAT_KEY: ConcatImage(chunk)})
-        shape = (len(chunk), loaded.model.latent_channels, *chunk.shape[-2:])
-        result, _ = run_sampler(loaded.model, schedule, torch.zeros(shape), sampler=sampler,
-                                positive=positive, guidance=1.0, seed=seed * 100_003 + start,
-                                device=device)
-        pictures.append(loaded.vae.decode(result))
-    return torch.cat(pictures)
+    def conditions(start, stop):
+        return Conditioning(extras={CONCAT_KEY: ConcatImage(sources[start:stop])}), None
+
+    schedule = SamplingSchedule.discrete(loaded.model.schedule, steps, spacing)
+    return sample_rows(loaded, schedule, len(sources), sources.shape[-1], conditions, sampler,
+                       1.0, seed, device)
 
 
 def evaluate_palette(name: str, prompts: int, steps: int | None, sampler: str | None = None,

@@ -17,35 +17,32 @@ from pathlib import Path
 import torch
 
 from core.data.shapes import render
-from core.evaluation.evaluate import ATTRIBUTES, Report, held_out_prompts, save_grid, score
+from core.evaluation.evaluate import (
+    ATTRIBUTES,
+    Report,
+    held_out_prompts,
+    sample_rows,
+    save_grid,
+    score,
+)
 
 DECODER_SETUP = ("ddim", "leading", 25)
 
 
-@torch.no_grad()
 def decode_embeddings(loaded, z: torch.Tensor, steps: int, guidance: float, seed: int, device,
-                      sampler: str | None = None, batch: int = 32) -> torch.Tensor:
-    """Pictures (N, 3, s, s) in [0, 1] drawn by the decoder from embeddings (N, D)."""
-    from core.diffusion.timesteps import sampling_sigmas
+                      sampler: str | None = None) -> torch.Tensor:
+    """Pictures (N, 3, 32, 32) in [0, 1] drawn by the decoder from embeddings
+    (N, D), guided against the zero embedding (no condition)."""
     from core.models.unclip import EMBEDDING_KEY
-    from core.sampling import run_sampler
     from core.values import Conditioning, SamplingSchedule
 
+    def conditions(start, stop):
+        return Conditioning(extras={EMBEDDING_KEY: z[start:stop]}), Conditioning()
+
     default, spacing, _ = DECODER_SETUP
-    sampler = sampler or default
-    table = loaded.model.schedule
-    schedule = SamplingSchedule(table.name, "ve", sampling_sigmas(table, steps, spacing), table,
-                                spacing)
-    size = 32
-    pictures = []
-    for start in range(0, len(z), batch):
-        chunk = z[start:start + batch]
-        result, _ = run_sampler(loaded.model, schedule, torch.zeros(len(chunk), 3, size, size),
-                                sampler=sampler, positive=Conditioning(extras={EMBEDDING_KEY: chunk}),
-                                negative=Conditioning(), guidance=guidance,
-                                seed=seed * 100_003 + start, device=device)
-        pictures.append(loaded.vae.decode(result))
-    return torch.cat(pictures)
+    schedule = SamplingSchedule.discrete(loaded.model.schedule, steps, spacing)
+    return sample_rows(loaded, schedule, len(z), 32, conditions, sampler or default, guidance,
+                       seed, device)
 
 
 @torch.no_grad()

@@ -67,18 +67,21 @@ class ConcatUNet:
 
     @inference
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
-        sources = [self._source(part, x_t[rows]) for part, rows in for_each_part(cond, x_t)]
+        parts = for_each_part(cond, x_t)
+        concats = [part.extras.get(CONCAT_KEY) for part, _ in parts]
+        if all(c is None for c in concats):
+            raise ValueError(f"{self.name} draws from a source image: connect an 'Image "
+                             "condition (concat)' node to the sampler's positive input")
+        if any(c is None for c in concats):  # classifier-free guidance's negative part
+            raise ValueError(f"{self.name} has no unconditional model (it always sees a source "
+                             "image): set the sampler's guidance to 1")
+        sources = [self._source(c, x_t[rows]) for c, (_, rows) in zip(concats, parts)]
         source = torch.cat(sources)  # (B, c, H, W)
         dtype = module_dtype(self.unet)
         inputs = torch.cat([x_t, source.to(x_t.device, x_t.dtype)], dim=1).to(dtype)  # Palette §3
         return self.unet(inputs, _timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
 
-    def _source(self, part, x_rows: torch.Tensor) -> torch.Tensor:
-        concat = part.extras.get(CONCAT_KEY) if part is not None else None
-        if concat is None:
-            raise ValueError(f"{self.name} draws from a source image: connect an 'Image "
-                             "condition (concat)' node to the sampler's positive input (and "
-                             "keep guidance at 1: it has no unconditional model)")
+    def _source(self, concat: ConcatImage, x_rows: torch.Tensor) -> torch.Tensor:
         image = source_channels(concat.image, self.condition_channels, tuple(x_rows.shape[-2:]))
         if len(image) not in (1, len(x_rows)):
             raise ValueError(f"{len(image)} source images for a batch of {len(x_rows)}: "

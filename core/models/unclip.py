@@ -98,7 +98,6 @@ def sample_embeddings(prior, clip, prompts: list[str], steps: int, guidance: flo
     """Image embeddings (B, D), unit vectors, one per prompt (DALL·E 2 §2.2):
     the prior's reverse process with DDIM over (B, D, 1, 1), guided by
     classifier-free guidance against the empty caption."""
-    from core.diffusion.timesteps import sampling_sigmas
     from core.sampling import run_sampler
     from core.values import Conditioning, SamplingSchedule
 
@@ -117,9 +116,7 @@ def sample_embeddings(prior, clip, prompts: list[str], steps: int, guidance: flo
     rows = torch.tensor([unique.index(p) for p in prompts])
     positive = Conditioning(extras={"prior_text": tuple(t[rows] for t in text)})
     negative = Conditioning(extras={"prior_text": tuple(t[-1:] for t in text)})
-    table = prior.schedule
-    schedule = SamplingSchedule(table.name, "ve", sampling_sigmas(table, steps, "leading"), table,
-                                "leading")
+    schedule = SamplingSchedule.discrete(prior.schedule, steps, "leading")
     z, _ = run_sampler(prior, schedule, torch.zeros(len(prompts), dim, 1, 1), sampler="ddim",
                        positive=positive, negative=negative, guidance=guidance, seed=seed,
                        device=device, on_step=on_step)

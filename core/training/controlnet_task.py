@@ -20,7 +20,8 @@ from core.models.builtin import load_ldm
 from core.models.shapes import CONTROLNET_EMBEDDING_CHANNELS, make_controlnet
 from core.training.common import jsonable, write_model
 from core.training.data import ShapesPool, dropped_caption
-from core.training.ldm_task import MAX_WEIGHT, encode_pool
+from core.training.ldm_task import encode_pool
+from core.training.noise_levels import snr_weight
 
 EMPTY_PROMPTS = 0.5
 
@@ -62,8 +63,7 @@ class ControlNetTask:
                                down_block_additional_residuals=down,
                                mid_block_additional_residual=mid).sample
         error = ((prediction - noise.to(self.device)) ** 2).mean(dim=(1, 2, 3))
-        weight = (1 + 1 / self.schedule.snr[t]).clamp(max=MAX_WEIGHT).float()
-        return (error * weight.to(self.device)).mean()
+        return (error * snr_weight(self.schedule, t).to(self.device)).mean()
 
     def export(self, path: Path, modules, recipe) -> None:
         write_model(path, modules, {

@@ -24,7 +24,8 @@ from core.diffusion.schedules import make_schedule
 from core.models.shapes import DDPM_UNET_CONFIG, make_ddpm_unet
 from core.training.common import CAPTION_DROPOUT, CaptionEncoder, jsonable, write_model
 from core.training.data import ShapesPool
-from core.training.ldm_task import MAX_WEIGHT, WEIGHTINGS
+from core.training.ldm_task import WEIGHTINGS
+from core.training.noise_levels import high_noise_timesteps, snr_weight
 
 SCHEDULE = ("cosine", 1000)
 PIXELS = 32
@@ -47,19 +48,9 @@ class DDPMTask:
         self.unet = make_ddpm_unet().to(device)
 
     def timesteps(self, generator: torch.Generator) -> torch.Tensor:
-        """t uniform, except that a fraction ``high_noise`` is drawn from the top
-        10% of the schedule. Measured on a first model: at 32×32 a plain
-        background is 1024 identical pixels, so its mean stays readable
-        through the noise until t ≈ 0.98 T (Chen 2023, "On the importance of
-        noise scheduling", §2: redundancy raises the effective SNR). Only
-        those last steps teach the model to take background and position
-        from the prompt, and uniform t gave them 2% of the samples: the
-        model then drew random backgrounds from pure noise."""
-        T = self.schedule.num_timesteps
-        t = torch.randint(T, (self.batch,), generator=generator)
-        high = torch.rand(self.batch, generator=generator) < self.high_noise
-        top = torch.randint(int(0.9 * T), T, (self.batch,), generator=generator)
-        return torch.where(high, top, t)
+        """Half the batch from the top of the schedule (``noise_levels``)."""
+        return high_noise_timesteps(self.schedule.num_timesteps, self.batch, self.high_noise,
+                                    generator)
 
     def modules(self):
         return {"unet": self.unet, "text_encoder": self.text.model}
@@ -76,8 +67,7 @@ class DDPMTask:
         eps, v = self.unet(x_t, t, encoder_hidden_states=context).sample.chunk(2, dim=1)
         simple = ((eps - noise) ** 2).mean(dim=(1, 2, 3))  # L_simple, DDPM eq. 14
         if self.weighting == "v":  # see ldm_task: layout and background need the high-noise end
-            simple = simple * (1 + 1 / self.schedule.snr[t.cpu()]).clamp(max=MAX_WEIGHT).float() \
-                .to(self.device)
+            simple = simple * snr_weight(self.schedule, t).to(self.device)
         vlb = vlb_terms(x0, x_t, t, eps.detach(), v, self.schedule).mean()  # N&D eq. 16
         return simple.mean() + vlb
 

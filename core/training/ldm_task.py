@@ -12,7 +12,7 @@ the picture (position, background) there is almost no signal to learn from;
 a first run learned colour and size but left position at chance. The
 ``v`` weighting multiplies the ε loss by 1 + 1/SNR_t, which is exactly the
 loss of v-prediction (Salimans & Ho 2022, §4) for an ε-predicting network,
-truncated at :data:`MAX_WEIGHT` so the last timesteps cannot dominate.
+truncated at ``noise_levels.MAX_WEIGHT`` so the last timesteps cannot dominate.
 """
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ from core.models.shapes import LDM_UNET_CONFIG, make_unet
 from core.models.text import WordTokenizer, make_text_encoder, shapes_vocabulary, text_encoder_config
 from core.models.vae import load_vae
 from core.training.data import ShapesPool, dropped_caption
+from core.training.noise_levels import snr_weight
 from core.training.vae_task import _jsonable
 
 SCHEDULE = ("scaled_linear", 1000)
 WEIGHTINGS = ("v", "epsilon")
-MAX_WEIGHT = 20.0
 
 
 class LDMTask:
@@ -68,8 +68,7 @@ class LDMTask:
         prediction = self.unet(z_t, t.to(self.device), encoder_hidden_states=context).sample
         error = ((prediction - noise.to(self.device)) ** 2).mean(dim=(1, 2, 3))  # DDPM eq. 14
         if self.weighting == "v":
-            weight = (1 + 1 / self.schedule.snr[t]).clamp(max=MAX_WEIGHT).float()
-            error = error * weight.to(self.device)
+            error = error * snr_weight(self.schedule, t).to(self.device)
         return error.mean()
 
     def timesteps(self, generator: torch.Generator) -> torch.Tensor:

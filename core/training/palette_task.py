@@ -25,7 +25,7 @@ from core.models.shapes import PALETTE_UNET_CONFIG, make_palette_unet
 from core.training.common import jsonable, write_model
 from core.training.data import ShapesPool
 from core.training.ddpm_task import PIXELS, SCHEDULE
-from core.training.ldm_task import MAX_WEIGHT
+from core.training.noise_levels import high_noise_timesteps, snr_weight
 
 
 class PaletteTask:
@@ -43,11 +43,8 @@ class PaletteTask:
         return {"unet": self.unet}
 
     def timesteps(self, generator: torch.Generator) -> torch.Tensor:
-        T = self.schedule.num_timesteps
-        t = torch.randint(T, (self.batch,), generator=generator)
-        high = torch.rand(self.batch, generator=generator) < self.high_noise
-        top = torch.randint(int(0.9 * T), T, (self.batch,), generator=generator)
-        return torch.where(high, top, t)
+        return high_noise_timesteps(self.schedule.num_timesteps, self.batch, self.high_noise,
+                                    generator)
 
     def loss(self, generator: torch.Generator) -> torch.Tensor:
         indices = torch.randint(len(self.pool), (self.batch,), generator=generator)
@@ -59,8 +56,7 @@ class PaletteTask:
         inputs = torch.cat([y_t, source], dim=1).to(self.device)  # (B, 4, 32, 32): Palette §3
         eps = self.unet(inputs, t.to(self.device)).sample
         simple = ((eps - noise.to(self.device)) ** 2).mean(dim=(1, 2, 3))  # DDPM eq. 14
-        weight = (1 + 1 / self.schedule.snr[t]).clamp(max=MAX_WEIGHT).float()  # as ldm_task
-        return (simple * weight.to(self.device)).mean()
+        return (simple * snr_weight(self.schedule, t).to(self.device)).mean()
 
     def export(self, path: Path, modules, recipe) -> None:
         write_model(path, modules, {

@@ -28,7 +28,7 @@ from core.models.unclip import embedding_scale, encode_prior_text
 from core.training.common import jsonable, write_model
 from core.training.data import ShapesPool, dropped_caption
 from core.training.ddpm_task import PIXELS, SCHEDULE
-from core.training.ldm_task import MAX_WEIGHT
+from core.training.noise_levels import high_noise_timesteps, snr_weight
 
 UNCONDITIONAL = 0.1  # the share of captions emptied (prior) and embeddings zeroed (decoder)
 HIGH_NOISE = 0.3
@@ -116,10 +116,7 @@ class DecoderTask(_OnClip):
         return {"unet": self.unet}
 
     def timesteps(self, generator: torch.Generator) -> torch.Tensor:
-        T = self.schedule.num_timesteps
-        t = torch.randint(T, (self.batch,), generator=generator)
-        high = torch.rand(self.batch, generator=generator) < HIGH_NOISE
-        return torch.where(high, torch.randint(int(0.9 * T), T, (self.batch,), generator=generator), t)
+        return high_noise_timesteps(self.schedule.num_timesteps, self.batch, HIGH_NOISE, generator)
 
     def loss(self, generator: torch.Generator) -> torch.Tensor:
         indices = self._indices(generator)
@@ -133,8 +130,7 @@ class DecoderTask(_OnClip):
         eps = self.unet(x_t.to(self.device), t.to(self.device), encoder_hidden_states=z[:, None],
                         class_labels=z).sample
         simple = ((eps - noise.to(self.device)) ** 2).mean(dim=(1, 2, 3))  # DDPM eq. 14
-        weight = (1 + 1 / self.schedule.snr[t]).clamp(max=MAX_WEIGHT).float()
-        return (simple * weight.to(self.device)).mean()
+        return (simple * snr_weight(self.schedule, t).to(self.device)).mean()
 
     def export(self, path: Path, modules, recipe) -> None:
         write_model(path, modules, {
