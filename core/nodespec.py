@@ -23,6 +23,8 @@ TYPE_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+\Z")
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*\Z")
 
 #: Widget hints the GUI understands; anything else is refused at definition time.
+#: The largest seed a "seed" widget offers (torch generators take 64-bit seeds).
+MAX_SEED = 2**63 - 1
 WIDGETS = frozenset({"multiline", "seed", "file", "slider"})
 
 

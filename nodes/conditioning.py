@@ -1,7 +1,7 @@
 """Conditioning nodes: what a model is asked for."""
 from __future__ import annotations
 
-from core.nodespec import Input, NodeSpec, Output
+from core.nodespec import MAX_SEED, Input, NodeSpec, Output
 from core.ports import PortType
 
 
@@ -51,11 +51,13 @@ def apply_controlnet(ctx, positive, negative, controlnet, image, strength, start
     return {"positive": attach(positive), "negative": attach(negative or Conditioning())}
 
 
-def image_condition(ctx, image, positive=None):
-    """The source image of an image-to-image model (Palette; later the
+def image_condition(ctx, image, positive=None, augmentation=0.0, seed=0):
+    """The source image of an image-to-image model (Palette, or the
     super-resolution stage of a cascade), which stacks it onto x_t: it rides
     on the conditioning, and the model resizes it and takes the channels it
-    was trained on (a colouriser: the luminance)."""
+    was trained on (a colouriser: the luminance; SR: the upsampled picture).
+    ``augmentation``: the noise conditioning augmentation level a cascade's
+    SR model reads its input with (Ho et al. 2022, §4.1); 0 for others."""
     from dataclasses import replace
 
     from core.images import check_image
@@ -64,7 +66,11 @@ def image_condition(ctx, image, positive=None):
 
     check_image(image)
     cond = positive or Conditioning()
-    return replace(cond, extras={**cond.extras, CONCAT_KEY: ConcatImage(image)})
+    if not 0.0 <= augmentation <= 1.0:
+        raise ValueError(f"the augmentation level is a fraction of the schedule (0 to 1), "
+                         f"not {augmentation:g}")
+    source = ConcatImage(image, float(augmentation), int(seed))
+    return replace(cond, extras={**cond.extras, CONCAT_KEY: source})
 
 
 NODES = (
@@ -111,13 +117,21 @@ NODES = (
         type_id="conditioning.image_concat",
         title="Image condition (concat)",
         category="conditioning",
-        description="Give an image-to-image model (Palette) its source image, which it "
-                    "stacks onto x_t; it goes where a prompt would (positive).",
+        description="Give an image-to-image model (Palette, a cascade's super-resolution "
+                    "stage) its source image, which it stacks onto x_t; it goes where a "
+                    "prompt would (positive).",
         fn=image_condition,
         inputs=(
-            Input("image", PortType.IMAGE, tooltip="The source: e.g. a gray picture to colourise"),
+            Input("image", PortType.IMAGE, tooltip="The source: e.g. a gray picture to "
+                                                   "colourise, a small picture to upsample"),
             Input("positive", PortType.CONDITIONING, optional=True,
                   tooltip="A prompt to add the image to (optional)"),
+            Input("augmentation", PortType.FLOAT, 0.0, min=0.0, max=1.0, step=0.05,
+                  tooltip="Super-resolution only: noise the source to this fraction of the "
+                          "schedule and tell the model so (noise conditioning augmentation); "
+                          "more hides the base model's flaws, less keeps its detail"),
+            Input("seed", PortType.INT, 0, min=0, max=MAX_SEED, widget="seed",
+                  tooltip="The augmentation noise's seed"),
         ),
         outputs=(Output("conditioning", PortType.CONDITIONING),),
     ),

@@ -16,10 +16,9 @@ from core.diffusion.registry import (
     option_fields,
     options_from_fields,
 )
-from core.nodespec import Input, NodeSpec, Output
+from core.nodespec import MAX_SEED, Input, NodeSpec, Output
 from core.ports import PortType
 
-MAX_SEED = 2**63 - 1
 
 
 def make_sampling_schedule(ctx, name, timesteps, zero_snr, spacing, steps, shift):

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 from core.images import check_image, from_pil
-from core.nodespec import Input, NodeSpec, Output
+from core.nodespec import MAX_SEED, Input, NodeSpec, Output
 from core.ports import PortType
 
-MAX_SEED = 2**63 - 1
 PATTERNS = ("gradient", "checkerboard", "rings", "color bars")
 
 
@@ -211,6 +210,30 @@ def grayscale(ctx, image):
     return luminance(image).expand(-1, 3, -1, -1).contiguous()  # (B, 3, H, W)
 
 
+RESIZE_METHODS = ("bicubic", "bilinear", "area", "nearest")
+
+
+def resize(ctx, image, width: int, height: int, method: str):
+    """The image at width × height: bicubic (SR3's and the cascade's upsampling,
+    the baseline a super-resolution model must beat), bilinear, area (a box
+    filter, for downsampling) or nearest; antialiased when it shrinks."""
+    import torch.nn.functional as F
+
+    check_image(image)
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize method {method!r}; choose one of "
+                         f"{', '.join(RESIZE_METHODS)}")
+    if width < 1 or height < 1:
+        raise ValueError(f"an image needs a positive size, not {width}×{height}")
+    size = (int(height), int(width))
+    if tuple(image.shape[-2:]) == size:
+        return image
+    shrinks = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    options = {"align_corners": False, "antialias": shrinks} \
+        if method in ("bicubic", "bilinear") else {}
+    return F.interpolate(image.float(), size=size, mode=method, **options).clamp(0, 1)
+
+
 def _scene_inputs():
     from core.data.shapes import BACKGROUNDS, COLORS, POSITIONS, SHAPES, SIZES
 
@@ -320,6 +343,21 @@ NODES = (
         description="The image's luminance (ITU-R BT.601), e.g. a source for a colouriser.",
         fn=grayscale,
         inputs=(_image_in(),),
+        outputs=(_image_out(),),
+    ),
+    NodeSpec(
+        type_id="image.resize",
+        title="Resize image",
+        category="image",
+        description="Scale an image to a size: bicubic, bilinear, area (box filter) or "
+                    "nearest; e.g. the bicubic baseline beside a super-resolution model.",
+        fn=resize,
+        inputs=(
+            _image_in(),
+            Input("width", PortType.INT, 64, min=1, max=8192, step=8),
+            Input("height", PortType.INT, 64, min=1, max=8192, step=8),
+            Input("method", PortType.STRING, "bicubic", choices=RESIZE_METHODS),
+        ),
         outputs=(_image_out(),),
     ),
     NodeSpec(

@@ -20,7 +20,8 @@ from core.ports import PortType
 FILE_CHOICE = "file…"
 MODELS_ENV_VAR = "DIFFUSION_WORKBENCH_MODELS"  # core.checkpoints.library.ENV_VAR
 CHECKPOINT_BUILTINS = ("shapes-ldm", "shapes-ddpm", "shapes-flow", "shapes-palette",
-                       "shapes-unclip")
+                       "shapes-unclip", "shapes-refiner", "shapes-cascade-base",
+                       "shapes-cascade-base-clip", "shapes-sr")
 PART_TIP = "Only for a file that lacks it (a model-only file); empty = the checkpoint's own"
 #: type_id -> the library category its dropdown lists.
 LIBRARY_CATEGORIES = {"model.checkpoint": "checkpoint", "model.controlnet": "controlnet",

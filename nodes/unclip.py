@@ -4,10 +4,9 @@ CLIP's image side, mixed on the sphere — and handed to the decoder on a
 conditioning."""
 from __future__ import annotations
 
-from core.nodespec import Input, NodeSpec, Output
+from core.nodespec import MAX_SEED, Input, NodeSpec, Output
 from core.ports import PortType
 
-MAX_SEED = 2**63 - 1
 
 
 def sample_prior(ctx, prior, clip, prompt, batch_size, steps, guidance, seed):

@@ -1,9 +1,10 @@
 """docs/images/lecture-systems.png: what issue 13's workflows make, one row each.
 
 Runs ``clip-guidance``, ``palette-colorize``, ``unclip-text``,
-``unclip-variations`` and ``unclip-blend`` at their own settings on the
-CPU, and stacks their saved pictures (enlarged 3×, nearest neighbour, so
-the 32-pixel samples stay sharp) with each workflow's name above. Run:
+``unclip-variations``, ``unclip-blend``, ``refiner`` and ``cascade`` at
+their own settings on the CPU, and stacks their saved pictures (enlarged
+with nearest neighbours, 3× the 32-pixel samples and 2× the 64-pixel ones,
+so they stay sharp) with each workflow's name above. Run:
 ``python scripts/lecture_figure.py [OUT.png]``; about a minute on a laptop CPU.
 """
 from __future__ import annotations
@@ -17,8 +18,8 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = ("clip-guidance", "palette-colorize", "unclip-text", "unclip-variations",
-             "unclip-blend")
-SCALE, MARGIN, LABEL = 3, 8, 18
+             "unclip-blend", "refiner", "cascade")
+MARGIN, LABEL = 8, 18
 
 
 def pictures(name: str, folder: Path) -> Image.Image:
@@ -33,7 +34,8 @@ def pictures(name: str, folder: Path) -> Image.Image:
     for image in images:
         row.paste(image, (x, 0))
         x += image.width
-    return row.resize((row.width * SCALE, row.height * SCALE), Image.Resampling.NEAREST)
+    scale = 3 if row.height < 48 else 2
+    return row.resize((row.width * scale, row.height * scale), Image.Resampling.NEAREST)
 
 
 def main(target: Path) -> None:

@@ -3,10 +3,12 @@
 # shapes-ldm, shapes-ddpm, shapes-classifier and shapes-flow at once, then
 # shapes-controlnet on the new shapes-ldm; then the lecture's other systems
 # (issue 13): shapes-clip and shapes-palette at once, then shapes-prior and
-# shapes-unclip on the new shapes-clip (they read its embeddings). Each stops
+# shapes-unclip on the new shapes-clip (they read its embeddings); then the
+# cascade (shapes-t5, shapes-sr, the two bases) and shapes-refiner. Each stops
 # at its step count or its time budget, whichever comes first, and writes its
-# model file. (The shipped clip/palette/prior/unclip files were trained on the
-# CPU instead; their exact commands are in docs/models.md.)
+# model file. (The shipped clip/palette/prior/unclip files, the cascade's and the
+# refiner were trained on the CPU instead; their exact commands are in
+# docs/models.md.)
 #
 #   scripts/train_builtin.sh OUT_DIR [DEVICE] [MINUTES_PHASE1] [MINUTES_PHASE2] [STEPS]
 #
@@ -46,5 +48,17 @@ if [ -f "$out/shapes-clip.safetensors" ]; then
   train shapes-prior "$second" &
   train shapes-unclip "$second" --batch "$((batch / 4))" &
 fi
+wait
+# the cascade and the refiner (issue 13): shapes-t5, shapes-sr and shapes-refiner
+# at once, then the two cascade bases on the frozen T5 and on shapes-clip's text
+train shapes-t5 "$first" &
+train shapes-sr "$both" --batch "$((batch / 4))" &
+train shapes-refiner "$first" &
+wait %1
+[ -f "$out/shapes-clip.safetensors" ] || cp resources/models/shapes-clip.safetensors "$out/"
+if [ -f "$out/shapes-t5.safetensors" ]; then
+  train shapes-cascade-base "$second" &
+fi
+train shapes-cascade-base-clip "$second" &
 wait
 tail -n 3 "$out"/shapes-*.log >>"$out/train.log"

@@ -14,7 +14,13 @@ from core.checkpoints.library import clear_cache, set_models_dirs
 from core.models.builtin import load_controlnet, load_model
 from core.values import Conditioning
 from nodes import builtin_specs
-from nodes.loaders import FILE_CHOICE, load_checkpoint_node, load_controlnet_node, load_vae_node
+from nodes.loaders import (
+    CHECKPOINT_BUILTINS,
+    FILE_CHOICE,
+    load_checkpoint_node,
+    load_controlnet_node,
+    load_vae_node,
+)
 from tests.layouts.files import (
     tiny_controlnet_file,
     tiny_lora_file,
@@ -48,8 +54,7 @@ def _choices(type_id: str) -> tuple[str, ...]:
 
 
 def test_dropdowns_list_the_models_folders_by_what_each_file_is(models_dir):
-    assert _choices("model.checkpoint") == ("shapes-ldm", "shapes-ddpm", "shapes-flow",
-                                            "shapes-palette", "shapes-unclip",
+    assert _choices("model.checkpoint") == (*CHECKPOINT_BUILTINS,
                                             "sd15/tiny-sd1.safetensors",
                                             "sd3/tiny-sd35.safetensors", FILE_CHOICE)
     assert "vae/sd3-vae.safetensors" in _choices("model.vae")
@@ -59,8 +64,9 @@ def test_dropdowns_list_the_models_folders_by_what_each_file_is(models_dir):
 
 def test_without_models_folders_the_dropdowns_hold_the_builtins():
     set_models_dirs(None)
-    assert _choices("model.checkpoint") == ("shapes-ldm", "shapes-ddpm", "shapes-flow",
-                                            "shapes-palette", "shapes-unclip", FILE_CHOICE)
+    assert _choices("model.checkpoint") == (*CHECKPOINT_BUILTINS, FILE_CHOICE)
+    assert CHECKPOINT_BUILTINS[:5] == ("shapes-ldm", "shapes-ddpm", "shapes-flow",
+                                       "shapes-palette", "shapes-unclip")
 
 
 def test_checkpoint_loader_loads_a_models_folder_name_of_another_family(models_dir):

@@ -142,6 +142,20 @@ def palette(size: int = 8):
                     ("source", "conditioning", "sampler", "positive")])
 
 
+def super_resolution(size: int = 16):
+    """A test pattern enlarged by shapes-sr through the image condition, whose
+    augmentation level and seed are swept (past the level it was trained
+    on, it says so)."""
+    nodes, links = sampled([("checkpoint", "model.checkpoint", {"name": "shapes-sr"})],
+                           "checkpoint", size, text=False)
+    nodes = [(i, t, {**p, "guidance": 1.0} if i == "sampler" else p) for i, t, p in nodes]
+    return rewired(nodes, links, lambda ln: ln[0] == "positive",
+                   [("pattern", "image.pattern", {"width": 8, "height": 8}),
+                    ("source", "conditioning.image_concat", {"augmentation": 0.1})],
+                   [("pattern", "image", "source", "image"),
+                    ("source", "conditioning", "sampler", "positive")])
+
+
 def flux_nodes():
     nodes, links = between_prompt_and_sampler("guidance", "flux.guidance",
                                               checkpoint("shapes-flow"))
@@ -184,6 +198,7 @@ def images_only():
                                    sources=(("a", {}), ("b", {"pattern": "rings"}))),
         "image.heat_diffusion": image_chain(("heat", "image.heat_diffusion", {"steps": 2},
                                              {"image": None})),
+        "image.resize": image_chain(("resize", "image.resize", {}, {"image": None})),
         "image.shape_scene": image_chain(
             ("scene", "image.shape_scene", {"pixels": 16}, {}),
             ("row", "image.join_row", {}, {"a": ("scene", "image"), "b": ("scene", "outline")})),
@@ -226,6 +241,7 @@ def workflows_for(type_id: str, lora_file: Path) -> list[tuple[str, str, tuple]]
         "flux.guidance": ("flux", "guidance", flux_nodes),
         "flux.time_shift": ("flux", "shift", flux_nodes),
         "model.lora": ("lora", "lora", lambda: lora(lora_file)),
+        "conditioning.image_concat": ("shapes-sr", "source", super_resolution),
     }
     if type_id in single:
         name, node_id, make = single[type_id]
@@ -271,7 +287,9 @@ def model_size_cases():
              ("shapes-flow", FLOW_LARGEST): checkpoint("shapes-flow", FLOW_LARGEST),
              **{(name, 8): checkpoint(name, 8)
                 for name in ("shapes-ldm", "shapes-ddpm", "shapes-flow")},
-             ("shapes-palette", 8): palette(8), ("shapes-palette", 64): palette(64)}
+             ("shapes-palette", 8): palette(8), ("shapes-palette", 64): palette(64),
+             ("shapes-sr", 8): super_resolution(8), ("shapes-sr", 128): super_resolution(128),
+             ("shapes-cascade-base", 8): checkpoint("shapes-cascade-base", 8)}
     for case, (nodes, links) in cases.items():
         yield case, chain(*nodes, links=links)
 

@@ -1,4 +1,4 @@
-"""Issue 13 item 1 (groundwork): the refiner task starts from shapes-ldm, trains
+"""Issue 13 item 1: the refiner task starts from shapes-ldm, trains
 its U-Net on the low-noise end of the schedule only, and writes a file that
 loads like any latent diffusion model; a graph of base → refiner is measured
 by running the graph (core.evaluation.workflow_eval)."""
@@ -56,3 +56,20 @@ def test_a_workflow_is_measured_by_running_it(tmp_path):
     report = evaluate_workflow(executor, path, prompts=2, per_prompt=2)
     assert report.samples == 4 and report.steps == 2 and set(report.accuracy) == {
         "color", "shape", "size", "position", "background"}
+
+
+def test_eval_measures_a_workflow_file_with_its_parameters_changed(tmp_path, capsys):
+    """``eval refiner.json``: the graph run per caption, ``--set`` applied first;
+    a wrong node is named, and nothing runs."""
+    from app.cli.main import main
+    from core.paths import WORKFLOWS_DIR
+
+    grid = tmp_path / "grid.png"
+    path = str(WORKFLOWS_DIR / "refiner.json")
+    assert main(["eval", path, "--samples", "1", "--per-prompt", "2", "--set", "schedule.steps=3",
+                 "--set", "base_sampler.stop_at_step=2", "--grid", str(grid),
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("refiner: 2 samples") and "| shape |" in out and grid.exists()
+    assert main(["eval", path, "--set", "nope.steps=3", "--device", "cpu"]) == 2
+    assert "no node has the id or title 'nope'" in capsys.readouterr().err

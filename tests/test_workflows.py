@@ -29,10 +29,12 @@ REDUCED_BATCH = 1
 
 def reduced_settings(path: Path) -> list[str]:
     """``--set`` arguments that lower every ``steps`` and ``batch_size`` parameter
-    of the workflow at ``path`` (never raise one), through the CLI as a person would."""
+    of the workflow at ``path`` (never raise one), through the CLI as a person
+    would; a hand-off (``stop_at_step``) moves inside the fewer steps."""
     overrides = []
     for node in load(path).nodes.values():
-        for name, cap in (("steps", REDUCED_STEPS), ("batch_size", REDUCED_BATCH)):
+        for name, cap in (("steps", REDUCED_STEPS), ("batch_size", REDUCED_BATCH),
+                          ("stop_at_step", REDUCED_STEPS - 1)):
             value = node.params.get(name)
             if isinstance(value, int) and value > cap:
                 overrides += ["--set", f"{node.id}.{name}={cap}"]

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a built-in model")
     train.add_argument("model", help="shapes-vae, shapes-ldm, shapes-controlnet, shapes-ddpm, "
                                       "shapes-classifier, shapes-flow, shapes-refiner, "
-                                      "shapes-clip, shapes-palette, shapes-prior or shapes-unclip")
+                                      "shapes-clip, shapes-palette, shapes-prior, shapes-unclip, "
+                                      "shapes-t5, shapes-cascade-base(-clip) or shapes-sr")
     train.add_argument("--steps", type=int)
     train.add_argument("--batch", type=int)
     train.add_argument("--out", type=Path, help="the model file to write")
@@ -98,10 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", help="measure a built-in model's prompt accuracy (ControlNet: IoU; "
                      "classifier, CLIP: the guidance they give; Palette: colourising; "
-                     "unCLIP: through its prior)")
+                     "unCLIP: through its prior; cascade: SR against bicubic)")
     evaluate.add_argument("model", help="shapes-ldm, shapes-ddpm, shapes-flow, shapes-controlnet, "
                                         "shapes-classifier, shapes-clip, shapes-palette, "
-                                        "shapes-unclip, or a path to a model file")
+                                        "shapes-unclip, shapes-cascade-base(-clip), "
+                                        "shapes-sr, a path to a model file, or a workflow "
+                                        "(.json) whose 'positive' node takes the captions")
     evaluate.add_argument("--base", help="the backbone a ControlNet, classifier or CLIP steers "
                                          "(default: shapes-ldm / shapes-ddpm)")
     evaluate.add_argument("--samples", type=int, default=200, help="held-out prompts")
@@ -116,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--prior", help="unCLIP: the prior file (default shapes-prior)")
     evaluate.add_argument("--prior-guidance", type=float, default=1.0,
                           help="unCLIP: the prior's classifier-free guidance scale")
+    evaluate.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+        help="a workflow: change a parameter first (repeatable)")
+    evaluate.add_argument("--sr", help="a cascade's base: the super-resolution model after it "
+                                       "(default shapes-sr)")
+    evaluate.add_argument("--augmentation", type=float, default=0.0,
+                          help="super-resolution: the noise conditioning augmentation level")
     evaluate.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default: the "
                                             "model's example workflow's)")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -295,7 +305,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     common = dict(sampler=args.sampler, seed=args.seed, grid=args.grid)
     try:
         device = resolve_device(args.device)
-        kind = load_checkpoint(model_file(args.model))[1].get("kind")
+        if args.model.endswith(".json"):
+            return _eval_workflow(args)
+        meta = load_checkpoint(model_file(args.model))[1]
+        kind = meta.get("kind")
         if kind == "controlnet":
             report = evaluate.evaluate_controlnet(
                 args.model, args.base or "shapes-ldm", args.samples, args.steps, args.guidance,
@@ -315,6 +328,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
             report = evaluate_unclip(args.model, args.prior, None, args.samples, args.steps,
                                      args.guidance, args.prior_guidance, device=device, **common)
+        elif kind == "super_resolution":
+            from core.evaluation.cascade_eval import evaluate_sr
+
+            report = evaluate_sr(args.model, args.samples, args.steps,
+                                 augmentation=args.augmentation, device=device, **common)
+        elif isinstance(meta.get("cascade"), dict) and meta["cascade"].get("stage") == "base":
+            from core.evaluation.cascade_eval import evaluate_cascade
+
+            report = evaluate_cascade(args.model, args.sr or "shapes-sr", args.samples,
+                                      args.steps, args.guidance, augmentation=args.augmentation,
+                                      device=device, **common)
         elif kind == "palette":
             from core.evaluation.palette_eval import evaluate_palette
 
@@ -327,6 +351,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
     print(report.table())
+    print(f"sample grid: {args.grid}")
+    return EXIT_OK
+
+
+def _eval_workflow(args: argparse.Namespace) -> int:
+    """``eval WORKFLOW.json``: a graph of several models (base → refiner)
+    measured by running it, each held-out caption in its ``positive`` node."""
+    from dataclasses import replace
+
+    from app.cli.overrides import apply_overrides
+    from core.evaluation.workflow_eval import evaluate_workflow
+    from core.executor import ExecutionFailed, Executor
+    from core.workflow import load
+
+    registry = _registry()
+    workflow = apply_overrides(load(args.model), registry, args.overrides)
+    try:
+        report = evaluate_workflow(Executor(registry), workflow, args.samples, args.per_prompt,
+                                   seed=args.seed, grid=args.grid, device=args.device)
+    except ExecutionFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(replace(report, model=Path(args.model).stem).table())
     print(f"sample grid: {args.grid}")
     return EXIT_OK
 

@@ -19,7 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from core.diffusion.registry import SAMPLERS
 from core.workflow import Workflow, save
 from core.workflow.branch import SAMPLER_TYPE, branch_at
-from nodes.diffusion import MAX_SEED
+from core.nodespec import MAX_SEED
 
 PROMPT_TYPE = "conditioning.encode"
 CONTROLNET_TYPE = "conditioning.controlnet"

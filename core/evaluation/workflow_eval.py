@@ -20,17 +20,20 @@ from core.evaluation.evaluate import Report, held_out_prompts, save_grid, score
 SAMPLER_TYPE = "diffusion.sampler"
 
 
-def evaluate_workflow(executor, path: str | Path, prompts: int, per_prompt: int, seed: int = 0,
+def evaluate_workflow(executor, path, prompts: int, per_prompt: int, seed: int = 0,
                       changes: dict[tuple[str, str], Any] | None = None,
                       prompt_node: str = "positive", latent_node: str = "latent",
                       output_node: str = "save", grid: Path | None = None,
                       device: str = "cpu") -> Report:
-    """Score ``path`` on ``prompts`` held-out captions × ``per_prompt`` pictures,
-    run by ``executor`` (core.executor.Executor over the node catalogue: the
-    core cannot import it); ``changes`` sets (node, param) values first."""
+    """Score ``path`` (a workflow file, or a loaded Workflow: left unchanged)
+    on ``prompts`` held-out captions × ``per_prompt`` pictures, run by
+    ``executor`` (core.executor.Executor over the node catalogue: the core
+    cannot import it); ``changes`` sets (node, param) values first."""
     from core.workflow import load
+    from core.workflow.model import Workflow
 
-    workflow = load(path)
+    workflow = path.copy() if isinstance(path, Workflow) else load(path)
+    name = "workflow" if isinstance(path, Workflow) else Path(path).stem
     for (node_id, param), value in (changes or {}).items():
         _node(workflow, node_id).params[param] = value
     samplers = [n for n in workflow.nodes.values() if n.type == SAMPLER_TYPE]
@@ -46,7 +49,7 @@ def evaluate_workflow(executor, path: str | Path, prompts: int, per_prompt: int,
         images.append(result.outputs[output_node]["images"].float().cpu())
     pictures = torch.cat(images)
     first = samplers[0].params if samplers else {}
-    report = Report(Path(path).stem, len(pictures), _steps(workflow), float(first.get("guidance", 0.0)),
+    report = Report(name, len(pictures), _steps(workflow), float(first.get("guidance", 0.0)),
                     " → ".join(str(s.params.get("sampler", "")) for s in samplers),
                     seconds_per_image=(time.perf_counter() - started) / max(len(pictures), 1))
     score(report, pictures, [s for s in scenes for _ in range(per_prompt)], per_prompt)

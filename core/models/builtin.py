@@ -24,9 +24,11 @@ from core.paths import MODELS_DIR
 from core.previews import LatentRGB
 from core.values import DiffusionModel
 
-CHECKPOINT_NAMES = ("shapes-ldm", "shapes-ddpm", "shapes-flow", "shapes-palette", "shapes-unclip")
+CHECKPOINT_NAMES = ("shapes-ldm", "shapes-ddpm", "shapes-flow", "shapes-palette", "shapes-unclip",
+                    "shapes-refiner", "shapes-cascade-base", "shapes-cascade-base-clip",
+                    "shapes-sr")
 BUILTIN_NAMES = (*CHECKPOINT_NAMES, "shapes-vae", "shapes-controlnet", "shapes-classifier",
-                 "shapes-clip", "shapes-prior")
+                 "shapes-clip", "shapes-prior", "shapes-t5")
 
 
 def model_file(name_or_path: str) -> Path:
@@ -96,7 +98,7 @@ def load_model(name_or_path: str, device: Any = "cpu",
     path = model_file(name_or_path)
     tensors, meta = load_checkpoint(path)
     loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow, "palette": _palette,
-               "unclip_decoder": _unclip_decoder}
+               "super_resolution": _palette, "unclip_decoder": _unclip_decoder}
     kind = meta.get("kind")
     if not isinstance(kind, str) or kind not in loaders:
         raise CheckpointError(f"{path}: a {kind!r} file is not a backbone; the checkpoint "
@@ -155,23 +157,28 @@ def _pixel(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
 
 
 def _palette(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
-    """An image-to-image model (Palette): a text-free U-Net that reads a source
-    image stacked onto x_t; its CLIP output is None."""
+    """An image-to-image model (Palette, or a cascade's super-resolution
+    stage): a text-free U-Net that reads a source image stacked onto x_t;
+    its CLIP output is None."""
     from diffusers import UNet2DModel
 
     from core.models.concat import ConcatUNet
 
     unet = _build(lambda c: UNet2DModel(**c), meta, "unet", tensors, path, "U-Net", target)
-    channels = int(meta["condition"]["channels"])
+    condition = meta["condition"]
+    augmentation = condition.get("augmentation")
     schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["timesteps"])
-    denoiser = DiscreteTimeDenoiser(ConcatUNet(unet, channels, meta["name"]), schedule,
-                                    meta["prediction"], clip_sample=meta.get("clip_sample", True))
+    network = ConcatUNet(unet, int(condition["channels"]), meta["name"],
+                         None if augmentation is None else float(augmentation["max"]), schedule)
+    denoiser = DiscreteTimeDenoiser(network, schedule, meta["prediction"],
+                                    clip_sample=meta.get("clip_sample", True))
+    what = ("super-resolution (cascade), draws over an upsampled low-resolution picture"
+            if meta["kind"] == "super_resolution" else
+            f"image-to-image (Palette), draws from a {condition['kind']} source image")
     model = DiffusionModel(
         name=meta["name"], denoiser=denoiser, parameterization="ve",
         latent_channels=unet.config.out_channels, downscale=1, schedule=schedule,
-        description=f"{meta['name']}: pixel-space image-to-image (Palette), draws from a "
-                    f"{meta['condition']['kind']} source image",
-        batched_cfg=True,
+        description=f"{meta['name']}: pixel-space {what}", batched_cfg=True,
     )
     return _with_decoder(model, None, PixelCodec())
 
@@ -317,7 +324,15 @@ def _expect(path: Path, kind: str):
 
 
 def _text_encoder(path: Path, tensors, meta, target: _Target) -> TextEncoder:
+    """The file's text encoder: the shapes CLIP text model, or a frozen T5
+    encoder (a cascade's base, Imagen §2.1)."""
     text = meta["components"]["text_encoder"]
+    if text.get("class") == "T5EncoderModel":
+        from core.models.shapes_t5 import T5TextEncoder, T5WordTokenizer, make_t5_encoder
+
+        encoder = _build(make_t5_encoder, meta, "text_encoder", tensors, path, "T5 encoder",
+                         target)
+        return T5TextEncoder(T5WordTokenizer(text["vocabulary"], text["max_length"]), encoder)
     encoder = _build(make_text_encoder, meta, "text_encoder", tensors, path, "text encoder", target)
     return TextEncoder(WordTokenizer(text["vocabulary"], text["max_length"]), encoder)
 

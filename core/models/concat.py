@@ -23,9 +23,13 @@ CONCAT_KEY = "concat"
 
 @dataclass(frozen=True)
 class ConcatImage:
-    """A source image (B or 1, C, H, W) in [0, 1] to stack onto x_t."""
+    """A source image (B or 1, C, H, W) in [0, 1] to stack onto x_t, and the
+    noise conditioning augmentation a super-resolution model reads it with
+    (``cascade.py``): the level in [0, 1] and the seed of its noise."""
 
     image: torch.Tensor
+    augmentation: float = 0.0
+    seed: int = 0
 
 
 def luminance(images: torch.Tensor) -> torch.Tensor:
@@ -60,10 +64,13 @@ class ConcatUNet:
     rest are x_t's). Every part of a :class:`~core.values.ConditioningBatch`
     needs its own source; the rows of each part get that part's image."""
 
-    def __init__(self, unet, condition_channels: int, name: str) -> None:
+    def __init__(self, unet, condition_channels: int, name: str,
+                 max_augmentation: float | None = None, schedule=None) -> None:
         self.unet = unet
         self.condition_channels = condition_channels
         self.name = name
+        self.max_augmentation = max_augmentation  # None: trained without augmentation
+        self.schedule = schedule
 
     @inference
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
@@ -75,15 +82,39 @@ class ConcatUNet:
         if any(c is None for c in concats):  # classifier-free guidance's negative part
             raise ValueError(f"{self.name} has no unconditional model (it always sees a source "
                              "image): set the sampler's guidance to 1")
-        sources = [self._source(c, x_t[rows]) for c, (_, rows) in zip(concats, parts)]
+        sources, levels = zip(*(self._source(c, x_t[rows]) for c, (_, rows) in zip(concats, parts)))
         source = torch.cat(sources)  # (B, c, H, W)
         dtype = module_dtype(self.unet)
         inputs = torch.cat([x_t, source.to(x_t.device, x_t.dtype)], dim=1).to(dtype)  # Palette §3
-        return self.unet(inputs, _timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
+        extra = {} if self.max_augmentation is None else \
+            {"class_labels": torch.cat(levels).to(x_t.device)}  # s beside t (CDM §4.1)
+        return self.unet(inputs, _timesteps(t, x_t, dtype), **extra).sample.to(x_t.dtype)
 
-    def _source(self, concat: ConcatImage, x_rows: torch.Tensor) -> torch.Tensor:
+    def _source(self, concat: ConcatImage, x_rows: torch.Tensor):
+        """The rows' source channels, augmented, and their augmentation timesteps."""
         image = source_channels(concat.image, self.condition_channels, tuple(x_rows.shape[-2:]))
         if len(image) not in (1, len(x_rows)):
             raise ValueError(f"{len(image)} source images for a batch of {len(x_rows)}: "
                              "give one, or one per image")
-        return image.expand(len(x_rows), -1, -1, -1)
+        image = image.expand(len(x_rows), -1, -1, -1)
+        level = self._checked_level(concat.augmentation)
+        if self.max_augmentation is None:
+            return image, None
+        from core.models.cascade import augment, augmentation_timesteps
+
+        s = augmentation_timesteps(level, self.schedule.num_timesteps).expand(len(x_rows))
+        generator = torch.Generator().manual_seed(int(concat.seed))  # the same at every step
+        noise = torch.randn(image.shape, generator=generator, dtype=torch.float32)
+        return augment(image.float(), s, self.schedule, noise).to(image.dtype), s
+
+    def _checked_level(self, level: float) -> float:
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(f"the noise augmentation level is a fraction of the schedule "
+                             f"(0 to 1), not {level:g}")
+        if self.max_augmentation is None and level > 0:
+            raise ValueError(f"{self.name} was not trained with noise augmentation: set the "
+                             "image condition's augmentation to 0")
+        if self.max_augmentation is not None and level > self.max_augmentation:
+            raise ValueError(f"{self.name} was trained with noise augmentation up to "
+                             f"{self.max_augmentation:g}; {level:g} is beyond what it knows")
+        return level

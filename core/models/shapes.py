@@ -81,6 +81,25 @@ PALETTE_UNET_CONFIG: dict[str, Any] = dict(
     layers_per_block=1, norm_num_groups=8, attention_head_dim=16,
 )
 
+# The cascade (Imagen, CDM): a 16×16 pixel base reading a frozen text encoder
+# (64-wide states: shapes-t5 or shapes-clip's text tower), attention at 8×8
+# and 4×4; and a convolution-only 16 → 64 super-resolution U-Net whose input
+# is x_t beside the upsampled picture (3 + 3 channels) and whose class
+# embedding, through the timestep projection, reads the augmentation level.
+CASCADE_BASE_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=16, in_channels=3, out_channels=3,
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=1, cross_attention_dim=64, attention_head_dim=4, norm_num_groups=16,
+)
+SR_UNET_CONFIG: dict[str, Any] = dict(
+    sample_size=64, in_channels=3 + 3, out_channels=3,
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
+    layers_per_block=1, norm_num_groups=8, class_embed_type="timestep",
+)
+
 # unCLIP (DALL·E 2) on shapes-clip's 64-dimensional embeddings: the prior is
 # diffusers' PriorTransformer over [16 text tokens, text embedding, timestep,
 # noisy image embedding, final token]; the decoder a 32×32 pixel U-Net that

@@ -25,6 +25,11 @@ def shapes_vocabulary() -> list[str]:
     return [*SPECIAL_TOKENS, *sorted(words)]
 
 
+def words(text: str) -> list[str]:
+    """The lower-cased words of a text, as the word tokenizers read it."""
+    return re.findall(r"[a-z]+", text.lower())
+
+
 class WordTokenizer:
     """Lower-cased words to ids: <bos> words <eos>, padded with <eos> to a
     fixed length as SD 1.x pads with its end token."""
@@ -35,7 +40,7 @@ class WordTokenizer:
         self.max_length = max_length
 
     def unknown_words(self, text: str) -> list[str]:
-        return [w for w in re.findall(r"[a-z]+", text.lower()) if w not in self.ids]
+        return [w for w in words(text) if w not in self.ids]
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         rows = []
@@ -44,7 +49,7 @@ class WordTokenizer:
             if unknown:
                 log.warning("the text encoder does not know %s; it reads them as <unk>",
                             ", ".join(repr(w) for w in unknown))
-            ids = [BOS] + [self.ids.get(w, UNK) for w in re.findall(r"[a-z]+", text.lower())]
+            ids = [BOS] + [self.ids.get(w, UNK) for w in words(text)]
             ids = ids[: self.max_length - 1] + [EOS]
             rows.append(ids + [EOS] * (self.max_length - len(ids)))
         return torch.tensor(rows, dtype=torch.long)  # (B, L)

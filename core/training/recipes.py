@@ -80,6 +80,31 @@ def _unclip_task(pool, batch, device, **options):
     return DecoderTask(pool, batch, device, _file("shapes-clip", options))
 
 
+def _t5_task(pool, batch, device, **options):
+    from core.training.t5_task import T5PretrainTask
+
+    return T5PretrainTask(pool, batch, device)
+
+
+def _cascade_base_task(pool, batch, device, **options):
+    from core.training.cascade_task import CascadeBaseTask
+
+    return CascadeBaseTask(pool, batch, device, _file("shapes-t5", options))
+
+
+def _cascade_base_clip_task(pool, batch, device, **options):
+    from core.training.cascade_task import CascadeBaseTask
+
+    return CascadeBaseTask(pool, batch, device, _file("shapes-clip", options),
+                           name="shapes-cascade-base-clip")
+
+
+def _sr_task(pool, batch, device, **options):
+    from core.training.cascade_task import SuperResolutionTask
+
+    return SuperResolutionTask(pool, batch, device)
+
+
 def _flow_task(pool, batch, device, **options):
     from core.training.flow_task import FlowTask
 
@@ -111,6 +136,14 @@ RECIPES: dict[str, Recipe] = {
                            pixels=32, needs=("shapes-clip",)),
     "shapes-unclip": Recipe(steps=4000, batch=64, lr=4e-4, pool=30000, make_task=_unclip_task,
                             pixels=32, needs=("shapes-clip",)),
+    "shapes-t5": Recipe(steps=3000, batch=128, lr=1e-3, pool=20000, make_task=_t5_task,
+                        pixels=16),
+    "shapes-cascade-base": Recipe(steps=3000, batch=64, lr=4e-4, pool=30000,
+                                  make_task=_cascade_base_task, needs=("shapes-t5",)),
+    "shapes-cascade-base-clip": Recipe(steps=3000, batch=64, lr=4e-4, pool=30000,
+                                       make_task=_cascade_base_clip_task,
+                                       needs=("shapes-clip",)),
+    "shapes-sr": Recipe(steps=3000, batch=16, lr=4e-4, pool=30000, make_task=_sr_task),
     "shapes-flow": Recipe(steps=8000, batch=64, lr=4e-4, pool=30000, make_task=_flow_task,
                           needs=("shapes-vae",)),
 }
