@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.evaluation.analyser import analyse
 from core.evaluation.evaluate import (
     ATTRIBUTES,
     Report,
