@@ -60,6 +60,7 @@ PORT_COLOURS: dict[PortType, tuple[int, int, int]] = {
     PortType.NOISY_CLIP: (235, 175, 40),
     PortType.PRIOR: (200, 140, 230),
     PortType.EMBEDDING: (250, 230, 170),
+    PortType.VIDEO: (70, 130, 230),
     PortType.ANY: (150, 150, 150),
     PortType.INT: (120, 200, 255),
     PortType.FLOAT: (140, 220, 255),

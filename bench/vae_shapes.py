@@ -3,6 +3,9 @@ analyser before and after an encode → decode round trip (issue 13).
 
 Every latent model draws through this decoder, so its round trip caps the
 shape accuracy shapes-ldm and shapes-flow can reach under the analyser.
+``--vae`` takes any workbench autoencoder file: shapes-vae (a KL
+autoencoder, encoded to its mean) or shapes-dcae (Sana's deep-compression
+autoencoder, deterministic); the PSNR of the round trip is printed too.
 
     python bench/vae_shapes.py [--scenes N] [--seed S] [--vae FILE]
 """
@@ -18,7 +21,7 @@ import torch
 
 from core.data.shapes import random_scene, render
 from core.evaluation.analyser import analyse
-from core.models.vae import load_vae
+from core.models.builtin import load_vae_handle
 from core.paths import MODELS_DIR
 
 
@@ -28,14 +31,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--vae", type=Path, default=MODELS_DIR / "shapes-vae.safetensors")
     args = parser.parse_args()
-    vae, _scaling = load_vae(args.vae, "cpu")
+    vae, _preview = load_vae_handle(args.vae)
     rng = random.Random(args.seed)
     scenes = [random_scene(rng) for _ in range(args.scenes)]
     rendered = torch.stack([torch.from_numpy(np.array(render(s, 64)[0])).permute(2, 0, 1).float() / 255
                             for s in scenes])  # (N, 3, 64, 64) in [0, 1]
-    with torch.no_grad():
-        latents = vae.encode(rendered * 2 - 1).latent_dist.mean
-        decoded = ((vae.decode(latents).sample + 1) / 2).clamp(0, 1)
+    decoded = vae.decode(vae.encode(rendered))  # [0, 1] → scaled latents → [0, 1]
+    mse = float(((decoded - rendered) ** 2).mean())
+    print(f"{args.vae.stem}: {vae.latent_channels} × {64 // vae.downscale}² latents, round-trip "
+          f"PSNR {10 * np.log10(1 / mse):.1f} dB")
     for name, images in (("rendered", rendered), ("VAE round trip", decoded)):
         right, total = Counter(), Counter()
         for image, scene in zip(images, scenes):

@@ -29,12 +29,19 @@ class LatentSizes:
     ``multiple``: each side a multiple of this (a transformer's patch size);
     ``largest``: each side at most this (a learned position table's side
     times the patch size); ``exactly``: the one (height, width) allowed (a
-    closed-form denoiser's images). The default allows every size.
+    closed-form denoiser's images); ``max_tokens``: a video transformer's
+    bound on frames × patches, since its full 3-D attention grows with the
+    square of that count. The default allows every size.
     """
 
     multiple: int = 1
     largest: int | None = None
     exactly: tuple[int, int] | None = None
+    max_tokens: int | None = None
+
+    def tokens(self, frames: int, height: int, width: int) -> int:
+        """How many patches a clip of ``frames`` latents of this size makes."""
+        return frames * (height // self.multiple) * (width // self.multiple)
 
     def allows(self, height: int, width: int) -> bool:
         if self.exactly is not None:
@@ -66,7 +73,17 @@ def _size(height: int, width: int, downscale: int) -> str:
 def check_latent(model, shape: Sequence[int], where: str) -> None:
     """Raise :class:`LatentSizeError` unless ``model`` (a ``DiffusionModel``) can
     sample a latent of ``shape`` (B, C, h, w). ``where`` says what to change
-    (e.g. "the Empty latent's width and height")."""
+    (e.g. "the Empty latent's width and height"). A video model takes
+    (B, T, C, h, w) latents and an image model (B, C, h, w) ones."""
+    video = bool(getattr(model, "frames", 0))
+    if video and len(shape) != 5:
+        raise LatentSizeError(
+            f"{model.name!r} is a video model: it samples (batch, frames, channels, height, "
+            f"width) latents, not {tuple(shape)}: start from an 'Empty video latent' node")
+    if not video and len(shape) == 5:
+        raise LatentSizeError(
+            f"{model.name!r} samples pictures, but this latent holds {shape[1]} frames: "
+            "'Empty video latent' is for video models; use 'Empty latent'")
     channels, height, width = (int(side) for side in shape[-3:])
     if channels != model.latent_channels:
         raise LatentSizeError(
@@ -74,6 +91,13 @@ def check_latent(model, shape: Sequence[int], where: str) -> None:
             f"{channels} channels: link the model into the Empty latent node (it then takes "
             "the model's channels), or encode the image with this model's VAE")
     sizes, downscale = model.latent_sizes, model.downscale
+    if video and sizes.max_tokens is not None and sizes.allows(height, width):
+        tokens = sizes.tokens(int(shape[1]), height, width)
+        if tokens > sizes.max_tokens:
+            raise LatentSizeError(
+                f"{model.name!r} attends over every frame at once: {shape[1]} frames of "
+                f"{_size(height, width, downscale)} make {tokens} tokens, more than the "
+                f"{sizes.max_tokens} it allows: use fewer frames or a smaller size in {where}")
     if sizes.allows(height, width):
         return
     raise LatentSizeError(

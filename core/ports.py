@@ -36,6 +36,8 @@ class PortType(str, Enum):
     # image embeddings it makes, (B, D) unit vectors.
     PRIOR = "PRIOR"
     EMBEDDING = "EMBEDDING"
+    # Clips of frames (core.video.Video): (B, T, 3, H, W) in [0, 1] and a frame rate.
+    VIDEO = "VIDEO"
     # Accepts or offers anything (debug and inspection nodes).
     ANY = "ANY"
 

@@ -51,6 +51,8 @@ class DiffusionModel:
     ``batched_cfg`` says its denoiser takes a :class:`ConditioningBatch` as
     ``cond``, so guidance evaluates all conditionings in one network call.
     ``latent_sizes`` are the latent sizes it can sample (default: any).
+    ``frames`` > 0 marks a video model: its latents are (B, T, C, h, w), and
+    ``frames`` is the clip length it was trained on (0: an image model).
     """
 
     name: str
@@ -65,6 +67,7 @@ class DiffusionModel:
     # ``approximate`` one, TAESD, serves the live previews and keeps the VAE as ``exact``)
     batched_cfg: bool = False
     latent_sizes: LatentSizes = LatentSizes()
+    frames: int = 0
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from core.registry import NodeRegistry
 def builtin_specs() -> tuple[NodeSpec, ...]:
     """Every node type that ships with Diffusion Workbench."""
     from nodes import (conditioning, diffusion, flux, images, latents, loaders, lora, models,
-                       previews, reroute, sdxl, unclip, vae)
+                       previews, reroute, sdxl, unclip, vae, video)
 
     return (*images.NODES, *latents.NODES, *vae.NODES, *conditioning.NODES, *sdxl.NODES,
             *loaders.with_library_choices(loaders.NODES), *models.NODES, *lora.NODES,
-            *flux.NODES, *previews.NODES, *diffusion.NODES, *unclip.NODES, *reroute.NODES)
+            *flux.NODES, *previews.NODES, *diffusion.NODES, *unclip.NODES, *video.NODES,
+            *reroute.NODES)
 
 
 def default_registry(plugins: bool = True) -> tuple[NodeRegistry, list[PluginProblem]]:

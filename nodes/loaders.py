@@ -21,7 +21,8 @@ FILE_CHOICE = "file…"
 MODELS_ENV_VAR = "DIFFUSION_WORKBENCH_MODELS"  # core.checkpoints.library.ENV_VAR
 CHECKPOINT_BUILTINS = ("shapes-ldm", "shapes-ddpm", "shapes-flow", "shapes-palette",
                        "shapes-unclip", "shapes-refiner", "shapes-cascade-base",
-                       "shapes-cascade-base-clip", "shapes-sr")
+                       "shapes-cascade-base-clip", "shapes-sr", "shapes-sana", "shapes-video")
+VAE_BUILTINS = ("shapes-vae", "shapes-dcae")
 PART_TIP = "Only for a file that lacks it (a model-only file); empty = the checkpoint's own"
 #: type_id -> the library category its dropdown lists.
 LIBRARY_CATEGORIES = {"model.checkpoint": "checkpoint", "model.controlnet": "controlnet",
@@ -196,10 +197,11 @@ NODES = (
     NodeSpec(
         type_id="model.vae", title="VAE loader", category="model",
         description="Load a VAE file on its own: SD 1.x/2.x, SDXL (4 latent channels), SD3 or "
-                    "Flux (16).",
+                    "Flux (16), or a built-in autoencoder (shapes-vae; shapes-dcae, Sana's "
+                    "deep-compression autoencoder).",
         fn=load_vae_node,
         inputs=(
-            *_name_and_path(("shapes-vae",), "VAE"),
+            *_name_and_path(VAE_BUILTINS, "VAE"),
             Input("kind", PortType.STRING, "auto", choices=("auto", "sd", "sdxl", "sd3", "flux"),
                   tooltip="Whose latent scale (and shift) it uses; the weights cannot tell. "
                           "auto: the file's family, else its name"),

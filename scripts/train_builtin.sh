@@ -4,7 +4,9 @@
 # shapes-controlnet on the new shapes-ldm; then the lecture's other systems
 # (issue 13): shapes-clip and shapes-palette at once, then shapes-prior and
 # shapes-unclip on the new shapes-clip (they read its embeddings); then the
-# cascade (shapes-t5, shapes-sr, the two bases) and shapes-refiner. Each stops
+# cascade (shapes-t5, shapes-sr, the two bases) and shapes-refiner; then issue
+# 14's (shapes-gemma, shapes-dcae and shapes-video at once, then shapes-sana on
+# the first two). Each stops
 # at its step count or its time budget, whichever comes first, and writes its
 # model file. (The shipped clip/palette/prior/unclip files, the cascade's and the
 # refiner were trained on the CPU instead; their exact commands are in
@@ -60,5 +62,15 @@ if [ -f "$out/shapes-t5.safetensors" ]; then
   train shapes-cascade-base "$second" &
 fi
 train shapes-cascade-base-clip "$second" &
+wait
+# issue 14: Sana's language model and autoencoder beside the video model, then
+# Sana's DiT on the first two
+train shapes-gemma "$first" &
+train shapes-dcae "$both" --batch "$((batch / 4))" &
+train shapes-video "$both" --batch "$((batch / 8))" --pool "$((pool / 8))" &
+wait %1 %2
+if [ -f "$out/shapes-gemma.safetensors" ] && [ -f "$out/shapes-dcae.safetensors" ]; then
+  train shapes-sana "$both"
+fi
 wait
 tail -n 3 "$out"/shapes-*.log >>"$out/train.log"

@@ -69,6 +69,16 @@ def test_the_time_budget_stops_early_and_still_writes_the_file(tmp_path, capsys)
     load_classifier(str(out))
 
 
+def test_a_missing_output_folder_is_made_before_training_not_at_the_first_checkpoint(tmp_path):
+    """A run once trained 500 steps, then died saving its checkpoint into a
+    folder that did not exist."""
+    out = tmp_path / "new" / "folder" / "classifier.safetensors"
+    assert quick("shapes-classifier", out) == out and out.exists()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError, match="cannot write the model to"):
+        quick("shapes-classifier", tmp_path / "file" / "classifier.safetensors")
+
+
 def test_a_spent_budget_writes_the_untrained_model(tmp_path):
     out = tmp_path / "none.safetensors"
     run_training("shapes-classifier", steps=10, batch=2, out=out, resume=None, device="cpu",

@@ -31,6 +31,7 @@ from tests.stubs import chain
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY, _ = default_registry()
 NUMERIC = (PortType.INT, PortType.FLOAT)
+FLOW_MODELS = ("shapes-flow", "shapes-sana")  # sampled on the flow schedule
 #: The largest image shapes-flow samples: its position table times patch and VAE downscale.
 FLOW_LARGEST = (FLOW_TRANSFORMER_CONFIG["pos_embed_max_size"]
                 * FLOW_TRANSFORMER_CONFIG["patch_size"]
@@ -40,7 +41,7 @@ FLOW_LARGEST = (FLOW_TRANSFORMER_CONFIG["pos_embed_max_size"]
 # -- small workflows, each as (nodes, links) -------------------------------------------------
 def sampled(model_nodes, model: str, size: int = 8, text: bool = True, vae: bool = True):
     """model → empty latent → one-step schedule → sampler → image → save."""
-    flow = any(params.get("name") == "shapes-flow" for _, _, params in model_nodes)
+    flow = any(params.get("name") in FLOW_MODELS for _, _, params in model_nodes)
     schedule = {"steps": 1, "name": "flow" if flow else "scaled_linear"}
     nodes = [*model_nodes,
              ("latent", "latent.empty", {"width": size, "height": size, "batch_size": 1}),
@@ -156,6 +157,25 @@ def super_resolution(size: int = 16):
                     ("source", "conditioning", "sampler", "positive")])
 
 
+def video(size: int = 8, frames: int = 2):
+    """shapes-video: empty video latent → one flow step → frames decoded → saved."""
+    nodes = [("checkpoint", "model.checkpoint", {"name": "shapes-video"}),
+             ("latent", "latent.empty_video", {"width": size, "height": size, "frames": frames}),
+             ("schedule", "diffusion.schedule", {"steps": 1, "name": "flow"}),
+             ("positive", "conditioning.encode", {"text": "a red circle moving left"}),
+             ("negative", "conditioning.encode", {"text": ""}),
+             ("sampler", "diffusion.sampler", {"guidance": 2.0}),
+             ("decode", "vae.decode_video", {}), ("save", "video.save", {})]
+    links = [("checkpoint", "model", "latent", "model"), ("checkpoint", "model", "sampler", "model"),
+             ("checkpoint", "clip", "positive", "clip"), ("checkpoint", "clip", "negative", "clip"),
+             ("checkpoint", "vae", "decode", "vae"), ("latent", "latent", "sampler", "latent"),
+             ("schedule", "schedule", "sampler", "schedule"),
+             ("positive", "conditioning", "sampler", "positive"),
+             ("negative", "conditioning", "sampler", "negative"),
+             ("sampler", "latent", "decode", "latent"), ("decode", "video", "save", "video")]
+    return nodes, links
+
+
 def flux_nodes():
     nodes, links = between_prompt_and_sampler("guidance", "flux.guidance",
                                               checkpoint("shapes-flow"))
@@ -242,6 +262,8 @@ def workflows_for(type_id: str, lora_file: Path) -> list[tuple[str, str, tuple]]
         "flux.time_shift": ("flux", "shift", flux_nodes),
         "model.lora": ("lora", "lora", lambda: lora(lora_file)),
         "conditioning.image_concat": ("shapes-sr", "source", super_resolution),
+        "latent.empty_video": ("video", "latent", video),
+        "vae.decode_video": ("video", "decode", video),
     }
     if type_id in single:
         name, node_id, make = single[type_id]
@@ -289,7 +311,10 @@ def model_size_cases():
                 for name in ("shapes-ldm", "shapes-ddpm", "shapes-flow")},
              ("shapes-palette", 8): palette(8), ("shapes-palette", 64): palette(64),
              ("shapes-sr", 8): super_resolution(8), ("shapes-sr", 128): super_resolution(128),
-             ("shapes-cascade-base", 8): checkpoint("shapes-cascade-base", 8)}
+             ("shapes-cascade-base", 8): checkpoint("shapes-cascade-base", 8),
+             ("shapes-sana", 8): checkpoint("shapes-sana", 8),
+             ("shapes-sana", 256): checkpoint("shapes-sana", 256),
+             ("shapes-video", 8): video(8), ("shapes-video", 256): video(256, frames=4)}
     for case, (nodes, links) in cases.items():
         yield case, chain(*nodes, links=links)
 

@@ -25,16 +25,17 @@ WORKFLOWS = [p for p in ALL_WORKFLOWS if "template" not in load(p).ui]
 #: The reduced settings: at most this many steps per stepping node, one picture per batch.
 REDUCED_STEPS = 3
 REDUCED_BATCH = 1
+REDUCED_FRAMES = 4  # a video's clip length
 
 
 def reduced_settings(path: Path) -> list[str]:
-    """``--set`` arguments that lower every ``steps`` and ``batch_size`` parameter
+    """``--set`` arguments that lower every ``steps``, ``batch_size`` and ``frames`` parameter
     of the workflow at ``path`` (never raise one), through the CLI as a person
     would; a hand-off (``stop_at_step``) moves inside the fewer steps."""
     overrides = []
     for node in load(path).nodes.values():
         for name, cap in (("steps", REDUCED_STEPS), ("batch_size", REDUCED_BATCH),
-                          ("stop_at_step", REDUCED_STEPS - 1)):
+                          ("stop_at_step", REDUCED_STEPS - 1), ("frames", REDUCED_FRAMES)):
             value = node.params.get(name)
             if isinstance(value, int) and value > cap:
                 overrides += ["--set", f"{node.id}.{name}={cap}"]

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", help="shapes-vae, shapes-ldm, shapes-controlnet, shapes-ddpm, "
                                       "shapes-classifier, shapes-flow, shapes-refiner, "
                                       "shapes-clip, shapes-palette, shapes-prior, shapes-unclip, "
-                                      "shapes-t5, shapes-cascade-base(-clip) or shapes-sr")
+                                      "shapes-t5, shapes-cascade-base(-clip), shapes-sr, "
+                                      "shapes-dcae, shapes-gemma or shapes-sana")
     train.add_argument("--steps", type=int)
     train.add_argument("--batch", type=int)
     train.add_argument("--out", type=Path, help="the model file to write")
@@ -99,12 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval", help="measure a built-in model's prompt accuracy (ControlNet: IoU; "
                      "classifier, CLIP: the guidance they give; Palette: colourising; "
-                     "unCLIP: through its prior; cascade: SR against bicubic)")
+                     "unCLIP: through its prior; cascade: SR against bicubic; video: per-frame "
+                     "attributes, motion, consistency)")
     evaluate.add_argument("model", help="shapes-ldm, shapes-ddpm, shapes-flow, shapes-controlnet, "
                                         "shapes-classifier, shapes-clip, shapes-palette, "
                                         "shapes-unclip, shapes-cascade-base(-clip), "
-                                        "shapes-sr, a path to a model file, or a workflow "
-                                        "(.json) whose 'positive' node takes the captions")
+                                        "shapes-sr, shapes-sana, shapes-video, a path to a "
+                                        "model file, or a "
+                                        "workflow (.json) whose 'positive' node takes the "
+                                        "captions")
     evaluate.add_argument("--base", help="the backbone a ControlNet, classifier or CLIP steers "
                                          "(default: shapes-ldm / shapes-ddpm)")
     evaluate.add_argument("--samples", type=int, default=200, help="held-out prompts")
@@ -249,21 +253,27 @@ def _write_results(args, result, registry, workflow, workflow_json: str, recorde
 
 
 def write_images(result, registry, workflow, out_dir: Path, workflow_json: str) -> list[Path]:
-    """Write every IMAGE output of every output node as ``<node-id>_<index>.png``."""
+    """Write every IMAGE output of every output node as ``<node-id>_<index>.png``
+    and every VIDEO output as ``<node-id>_<index>.<its container>``."""
     from core.images import check_image, save_png
     from core.ports import PortType
+    from core.video import check_video, save_video
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for node_id, values in sorted(result.outputs.items()):
         spec = registry.get(workflow.nodes[node_id].type)
         for output in spec.outputs:
-            if output.type is not PortType.IMAGE:
-                continue
-            images = values[output.name]
-            check_image(images, f"output {output.name!r} of node {node_id!r}")
-            for index, image in enumerate(images):
-                written.append(save_png(image, out_dir / f"{node_id}_{index}.png", workflow_json))
+            value, what = values[output.name], f"output {output.name!r} of node {node_id!r}"
+            if output.type is PortType.IMAGE:
+                check_image(value, what)
+                written += [save_png(image, out_dir / f"{node_id}_{index}.png", workflow_json)
+                            for index, image in enumerate(value)]
+            elif output.type is PortType.VIDEO:
+                check_video(value, what)
+                written += [save_video(clip, out_dir / f"{node_id}_{index}.{value.container}",
+                                       value.fps, workflow_json)
+                            for index, clip in enumerate(value.frames)]
     return written
 
 
@@ -339,6 +349,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             report = evaluate_cascade(args.model, args.sr or "shapes-sr", args.samples,
                                       args.steps, args.guidance, augmentation=args.augmentation,
                                       device=device, **common)
+        elif kind == "video":
+            from core.evaluation.video_eval import evaluate_video
+
+            report = evaluate_video(args.model, args.samples, args.steps, args.guidance,
+                                    seed=args.seed, device=device, grid=args.grid)
         elif kind == "palette":
             from core.evaluation.palette_eval import evaluate_palette
 

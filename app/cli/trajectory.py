@@ -39,13 +39,15 @@ class StepRecorder:
     def export(self, folder: Path) -> list[Path]:
         from core.previews import preview_rgb
         from core.trajectory_export import export
+        from core.video import as_pictures
 
         written = []
         for node_id, frames in self.frames.items():
             decoder, mapping = self.mappings.get(node_id, (None, None))
             if decoder is not None:  # exact: the model's own VAE (a run's few frames are cheap)
-                to_rgb = decoder.decode
+                decode = decoder.decode
             else:
-                to_rgb = lambda x, m=mapping: preview_rgb(x, m)  # noqa: E731
-            written += export(frames, to_rgb, folder, node_id)
+                decode = lambda x, m=mapping: preview_rgb(x, m)  # noqa: E731
+            # a video model's clips come back as filmstrips
+            written += export(frames, lambda x, d=decode: as_pictures(x, d), folder, node_id)
         return written

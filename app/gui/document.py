@@ -48,16 +48,21 @@ class Document(QtCore.QObject):
         self.changed.emit()
 
     def open(self, path: str | Path) -> list[str]:
-        """Load a workflow JSON or a workbench PNG; return links that were refused.
+        """Load a workflow JSON, or the workflow a workbench PNG, GIF or WebP
+        carries; return links that were refused.
 
-        A PNG is not written back (Save asks for a JSON name instead).
+        A picture or video is not written back (Save asks for a JSON name instead).
         Raises ``WorkflowFormatError`` for anything that is not a workflow.
         """
+        from core.video import is_animation
+
         path = Path(path)
         workflow = load(path)
         refused = self._show(workflow)
-        is_png = path.read_bytes()[: len(PNG_MAGIC)] == PNG_MAGIC
-        self.path = None if is_png else path
+        with open(path, "rb") as file:
+            head = file.read(16)
+        carried = head.startswith(PNG_MAGIC) or is_animation(head)
+        self.path = None if carried else path
         self.source_name = path.name
         self.changed.emit()
         return refused

@@ -9,7 +9,8 @@ from PySide6 import QtWidgets
 from core.workflow import WorkflowFormatError
 
 MAX_RECENT = 10
-FILTER_OPEN = "Workflows and workbench images (*.json *.png);;All files (*)"
+FILTER_OPEN = ("Workflows, workbench images and videos (*.json *.png *.gif *.webp);;"
+               "All files (*)")
 FILTER_SAVE = "Workflow (*.json)"
 
 

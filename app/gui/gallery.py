@@ -17,6 +17,7 @@ from typing import Iterable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.gui.previews import Playback
 from core.workflow import Workflow, loads
 
 DEFAULT_LIMIT_BYTES = 256 * 2**20
@@ -62,6 +63,7 @@ class GalleryEntry:
     workflow_json: str
     run: int
     source: str  # the document's name when the run finished
+    playback: Playback | None = None  # a video clip: ``image`` is its filmstrip
 
     def caption(self) -> str:
         return f"run {self.run} of {self.source}: {self.label}"
@@ -78,10 +80,12 @@ class Gallery(QtCore.QObject):
         self.entries: deque[GalleryEntry] = deque()
         self.runs = 0
 
-    def add_run(self, images, labels, workflow_json: str, source: str) -> list[GalleryEntry]:
+    def add_run(self, images, labels, workflow_json: str, source: str,
+                playback=None) -> list[GalleryEntry]:
         self.runs += 1
-        added = [GalleryEntry(image, label, node_id, workflow_json, self.runs, source)
-                 for (node_id, image), label in zip(images, labels)]
+        playback = list(playback or [None] * len(images))
+        added = [GalleryEntry(image, label, node_id, workflow_json, self.runs, source, clip)
+                 for (node_id, image), label, clip in zip(images, labels, playback)]
         self.entries.extend(added)
         while len(self.entries) > len(added) and self.bytes_used() > self.limit_bytes:
             self.entries.popleft()

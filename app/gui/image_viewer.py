@@ -1,6 +1,7 @@
 """The output image dock: thumbnails of the last run's images, a view with
 zoom, fit and pixel-exact enlargement, and the history of runs; saving
-writes a PNG that carries the workflow, so opening it restores the graph."""
+writes a PNG that carries the workflow, so opening it restores the graph
+(a video clip, shown as its filmstrip, also as GIF, WebP or MP4)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +10,14 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.gui.gallery import Gallery, GalleryEntry, GalleryStrip, make_thumbnail_strip
+from app.gui.previews import Playback, frame_of
+from core.video import FORMATS as VIDEO_FORMATS
+from core.video import save_pictures
 from core.workflow.png import png_info_with_workflow
 
 
-def save_qimage_png(image: QtGui.QImage, path: str | Path, workflow_json: str) -> Path:
-    """Write ``image`` as PNG with the workflow in its iTXt chunk (as the CLI does)."""
+def qimage_to_pil(image: QtGui.QImage):
+    """A QImage as a PIL image (RGB, or RGBA when it has alpha)."""
     from PIL import Image
 
     rgba = image.convertToFormat(QtGui.QImage.Format.Format_RGBA8888)
@@ -21,10 +25,13 @@ def save_qimage_png(image: QtGui.QImage, path: str | Path, workflow_json: str) -
     array = np.frombuffer(pointer, np.uint8, rgba.sizeInBytes()).reshape(
         rgba.height(), rgba.bytesPerLine())[:, : rgba.width() * 4].reshape(rgba.height(), rgba.width(), 4)
     picture = Image.fromarray(array.copy(), "RGBA")
-    if image.hasAlphaChannel() is False:
-        picture = picture.convert("RGB")
+    return picture.convert("RGB") if image.hasAlphaChannel() is False else picture
+
+
+def save_qimage_png(image: QtGui.QImage, path: str | Path, workflow_json: str) -> Path:
+    """Write ``image`` as PNG with the workflow in its iTXt chunk (as the CLI does)."""
     path = Path(path)
-    picture.save(path, format="PNG", pnginfo=png_info_with_workflow(workflow_json))
+    qimage_to_pil(image).save(path, format="PNG", pnginfo=png_info_with_workflow(workflow_json))
     return path
 
 
@@ -102,7 +109,9 @@ class ImageViewer(QtWidgets.QWidget):
         tools.addAction("Pixels", self.view.pixel_exact)
         tools.addAction("+", lambda: self.view.zoom(1.25))
         tools.addAction("−", lambda: self.view.zoom(0.8))
-        self.save_action = tools.addAction("Save PNG…", self.save_dialog)
+        self.save_action = tools.addAction("Save…", self.save_dialog)
+        self.save_action.setToolTip("Save the image shown as PNG (a video clip also as GIF, "
+                                    "WebP or MP4), with the workflow that made it")
         self.save_action.setEnabled(False)
         self.open_action = tools.addAction("Open its workflow", self.open_shown_workflow)
         self.open_action.setToolTip("Open the workflow that made this image (as an unsaved document)")
@@ -117,12 +126,15 @@ class ImageViewer(QtWidgets.QWidget):
         layout.addWidget(self.history)
 
     def set_images(self, images: list[tuple[str, QtGui.QImage]], workflow_json: str,
-                   labels: list[str] | None = None, source: str = "") -> None:
-        """Show a finished run's images (and add them to the history)."""
+                   labels: list[str] | None = None, source: str = "",
+                   playback: list[Playback | None] | None = None) -> None:
+        """Show a finished run's images (and add them to the history); ``playback``
+        marks the ones that are video clips shown as filmstrips."""
         self.images = list(images)
         self.workflow_json = workflow_json
         labels = list(labels) if labels is not None else [node_id for node_id, _ in self.images]
-        self.entries = self.gallery.add_run(self.images, labels, workflow_json, source or "a run")
+        self.entries = self.gallery.add_run(self.images, labels, workflow_json, source or "a run",
+                                            playback)
         self.thumbs.clear()
         for entry in self.entries:
             item = QtWidgets.QListWidgetItem(QtGui.QIcon(QtGui.QPixmap.fromImage(entry.image)), entry.label)
@@ -158,15 +170,32 @@ class ImageViewer(QtWidgets.QWidget):
         return self.shown.image if self.shown is not None else None
 
     def save_current(self, path: str | Path) -> Path | None:
-        """Save the image shown, with the workflow of the run that made it."""
+        """Save the image shown, with the workflow of the run that made it; a
+        video clip to a .gif, .webp or .mp4 path is saved as that video."""
         if self.shown is None:
             return None
+        clip, suffix = self.shown.playback, Path(path).suffix.lower().lstrip(".")
+        if clip is not None and suffix in VIDEO_FORMATS:
+            frames = [qimage_to_pil(frame_of(self.shown.image, k, clip.frames))
+                      for k in range(clip.frames)]
+            return save_pictures(frames, path, clip.fps, self.shown.workflow_json)
         return save_qimage_png(self.shown.image, path, self.shown.workflow_json)
 
     def save_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save image", "output.png", "PNG (*.png)")
-        if path:
+        video = self.shown is not None and self.shown.playback is not None
+        filters = ("GIF (*.gif);;WebP (*.webp);;MP4 (*.mp4);;PNG filmstrip (*.png)" if video
+                   else "PNG (*.png)")
+        path, chosen = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save video" if video else "Save image", "output.gif" if video else "output.png",
+            filters)
+        if not path:
+            return
+        if not Path(path).suffix:  # the format the chosen filter names
+            path += chosen[chosen.find("*") + 1:chosen.find(")")] if "*" in chosen else ".png"
+        try:
             self.save_current(path)
+        except (OSError, ValueError) as error:  # MP4 without PyAV, a full disk…
+            QtWidgets.QMessageBox.warning(self, "Not saved", f"{Path(path).name}: {error}")
 
     def open_shown_workflow(self) -> None:
         if self.shown is not None:

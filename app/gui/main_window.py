@@ -358,7 +358,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setVisible(False)
         if outcome.status == "finished":
             self.images.set_images(outcome.images, outcome.workflow_json, outcome.labels,
-                                   self.document.display_name())
+                                   self.document.display_name(), outcome.playback)
             self.docks["images"].raise_()
         elif outcome.status == "failed":
             self.statusBar().showMessage(f"Failed: {outcome.message}")

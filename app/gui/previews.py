@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from PySide6 import QtCore, QtGui
 
+from core.video import as_strips
+
 #: Long side of a step preview: small enough to send every step.
 PREVIEW_SIZE = 128
 _KEEP_ASPECT = QtCore.Qt.AspectRatioMode.KeepAspectRatio
@@ -37,11 +39,12 @@ class StepPreview:
     x_t_images: tuple[QtGui.QImage, ...] = ()
     x0_images: tuple[QtGui.QImage, ...] = ()
     eps_images: tuple[QtGui.QImage, ...] = ()
-    tensors: tuple[Any, Any, Any] | None = None  # x_t, x̂_0, ε̂ (B, C, h, w)
+    tensors: tuple[Any, Any, Any] | None = None  # x_t, x̂_0, ε̂ (B, C, h, w) or (B, T, C, h, w)
     state: Any = None  # the sampler's exact x at this step, for branching
     decoder: Any = None  # the model's VAE handle: .decode(latents) → pixels in [0, 1]
     latent_rgb: Any = None
     nbytes: int = 0  # memory this preview holds (images and tensors), for the history bound
+    frames: int = 0  # a video model's step: each image is a filmstrip of this many frames
 
     @property
     def level(self) -> float | None:
@@ -63,6 +66,20 @@ def image_to_qimage(image: Any) -> QtGui.QImage:
         pixels = np.ascontiguousarray(array[:4].transpose(1, 2, 0))
         fmt = QtGui.QImage.Format.Format_RGBA8888
     return QtGui.QImage(pixels.data, width, height, pixels.strides[0], fmt).copy()
+
+
+@dataclass(frozen=True)
+class Playback:
+    """What turns a shown filmstrip back into a clip: its frame count and rate."""
+
+    frames: int
+    fps: float
+
+
+def frame_of(strip: QtGui.QImage, frame: int, frames: int) -> QtGui.QImage:
+    """Frame ``frame`` (0-based) of a filmstrip of ``frames`` equal frames."""
+    width = strip.width() // frames
+    return strip.copy(frame * width, 0, width, strip.height())
 
 
 def batch_to_qimages(images: Any) -> list[QtGui.QImage]:
@@ -91,12 +108,14 @@ def noise_rgb(eps: Any) -> Any:
     return (x / 5 + 0.5).clamp(0, 1)
 
 
-def preview_images(pixels: Any) -> tuple[QtGui.QImage, ...]:
-    """(B, C, H, W) pixels in [0, 1] as one QImage per item, at most PREVIEW_SIZE."""
+def preview_images(pixels: Any, frames: int = 0) -> tuple[QtGui.QImage, ...]:
+    """(B, C, H, W) pixels in [0, 1] as one QImage per item, at most PREVIEW_SIZE
+    a side (filmstrips of ``frames`` frames: each frame at most that)."""
     images = []
+    width = PREVIEW_SIZE * max(1, frames)
     for image in batch_to_qimages(pixels):
-        if max(image.width(), image.height()) > PREVIEW_SIZE:
-            image = image.scaled(PREVIEW_SIZE, PREVIEW_SIZE, aspectMode=_KEEP_ASPECT)
+        if image.width() > width or image.height() > PREVIEW_SIZE:
+            image = image.scaled(width, PREVIEW_SIZE, aspectMode=_KEEP_ASPECT)
         images.append(image)
     return tuple(images)
 
@@ -121,6 +140,11 @@ def fast_pixels(x_t: Any, x0: Any, mapping: Any, tiny: Any = None) -> tuple[Any,
     return pixels[:len(x_t)], pixels[len(x_t):]
 
 
+def _folded(x: Any) -> Any:
+    """A video's (B, T, C, h, w) with the frames folded into the batch; pictures as they are."""
+    return x.flatten(0, 1) if x.ndim == 5 else x
+
+
 def step_preview(event: Any) -> StepPreview:
     """Build the GUI's view of a core ``Step`` event (in the worker): every
     batch item's x_t, x̂_0 (see :func:`fast_pixels`) and ε̂ as QImages, and
@@ -130,10 +154,13 @@ def step_preview(event: Any) -> StepPreview:
                            None, None, timestep=event.extra.get("timestep"))
     extra = event.extra
     mapping = extra.get("latent_rgb")
-    x_t_pixels, x0_pixels = fast_pixels(event.x_t, event.x0, mapping, extra.get("preview_decoder"))
-    x_t = preview_images(x_t_pixels)
-    x0 = preview_images(x0_pixels)
-    eps = preview_images(noise_rgb(event.eps)) if event.eps is not None else ()
+    frames = event.x_t.shape[1] if event.x_t.ndim == 5 else 0  # a video: (B, T, C, h, w)
+    x_t_pixels, x0_pixels = fast_pixels(_folded(event.x_t), _folded(event.x0), mapping,
+                                        extra.get("preview_decoder"))
+    x_t = preview_images(as_strips(x_t_pixels, frames), frames)
+    x0 = preview_images(as_strips(x0_pixels, frames), frames)
+    eps = (preview_images(as_strips(noise_rgb(_folded(event.eps)), frames), frames)
+           if event.eps is not None else ())
     parameterization = extra.get("parameterization", "")
     snr, alpha_bar = signal_to_noise(parameterization, event.t)
     state = extra.get("state")
@@ -142,4 +169,4 @@ def step_preview(event: Any) -> StepPreview:
     return StepPreview(event.run_id, event.node_id, event.index, event.total, event.t,
                        x0[0], x_t[0], extra.get("timestep"), parameterization, snr, alpha_bar,
                        x_t, x0, eps, (event.x_t, event.x0, event.eps), state,
-                       extra.get("decoder"), mapping, nbytes)
+                       extra.get("decoder"), mapping, nbytes, frames)

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from PySide6 import QtCore, QtGui
 
 from app.gui.gallery import image_labels
-from app.gui.previews import StepPreview, batch_to_qimages, step_preview
+from app.gui.previews import Playback, StepPreview, batch_to_qimages, step_preview
 from core import events as ev
 from core.executor import Cancelled, CancelToken, ExecutionFailed, Executor, StepGate
 from core.ports import PortType
 from core.registry import NodeRegistry
+from core.video import filmstrips
 from core.validation import Problem, ValidationError, errors_only
 from core.workflow import Workflow, dumps
 
@@ -54,6 +55,8 @@ class RunOutcome:
     workflow_json: str = ""
     failed_node: str | None = None
     labels: list[str] = field(default_factory=list)  # per image: node title, batch index, seed
+    # per image: a video clip's frames and rate (the image is its filmstrip), or None
+    playback: list[Playback | None] = field(default_factory=list)
 
 
 class RunWorker(QtCore.QObject):
@@ -96,10 +99,11 @@ class RunWorker(QtCore.QObject):
             return RunOutcome("failed", str(error), workflow_json=json_text)
         except Exception as error:  # a device error or a bug: report, never crash the GUI
             return RunOutcome("failed", f"{type(error).__name__}: {error}", workflow_json=json_text)
-        images = self._images(result)
+        images, playback = self._images(result)
         labels = image_labels(self.workflow, [node_id for node_id, _ in images])
         return RunOutcome("finished", "", images, result.executed, result.cached,
-                          result.duration_s, result.device, json_text, labels=labels)
+                          result.duration_s, result.device, json_text, labels=labels,
+                          playback=playback)
 
     def _forward(self, event: ev.Event) -> None:
         if isinstance(event, ev.Step):
@@ -108,14 +112,23 @@ class RunWorker(QtCore.QObject):
             return
         self.event.emit(event)
 
-    def _images(self, result) -> list[tuple[str, QtGui.QImage]]:
-        images = []
+    def _images(self, result) -> tuple[list[tuple[str, QtGui.QImage]], list[Playback | None]]:
+        """The outputs' pictures, and for each one its playback when it is a clip."""
+        images, playback = [], []
         for node_id, values in sorted(result.outputs.items()):
             spec = self.executor.registry.get(self.workflow.nodes[node_id].type)
             for output in spec.outputs:
+                value = values[output.name]
                 if output.type is PortType.IMAGE:
-                    images += [(node_id, image) for image in batch_to_qimages(values[output.name])]
-        return images
+                    shown = [(node_id, image) for image in batch_to_qimages(value)]
+                    playback += [None] * len(shown)
+                elif output.type is PortType.VIDEO:  # each clip as a filmstrip
+                    shown = [(node_id, image) for image in batch_to_qimages(filmstrips(value))]
+                    playback += [Playback(value.frames.shape[1], value.fps)] * len(shown)
+                else:
+                    continue
+                images += shown
+        return images, playback
 
 
 class RunController(QtCore.QObject):

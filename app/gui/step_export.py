@@ -45,6 +45,7 @@ def export_steps(records: Sequence, folder: Path, stem: str, columns: int = 8,
 
     from core.previews import preview_rgb
     from core.trajectory_export import animation, filmstrip
+    from core.video import as_pictures
 
     if animation_format not in FORMATS:
         raise ValueError(f"animation format must be one of {', '.join(FORMATS)}")
@@ -53,9 +54,10 @@ def export_steps(records: Sequence, folder: Path, stem: str, columns: int = 8,
         raise ValueError("no steps with images are kept for this sampler")
     decoder, mapping = records[-1].decoder, records[-1].latent_rgb
 
-    def to_rgb(x):
+    def to_rgb(x):  # a video's clips come back as filmstrips
         with torch.no_grad():
-            return decoder.decode(x.float()) if decoder is not None else preview_rgb(x, mapping)
+            return as_pictures(x.float(), decoder.decode if decoder is not None
+                               else lambda frames: preview_rgb(frames, mapping))
 
     picked = frames
     if steps is not None:

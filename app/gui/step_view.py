@@ -12,20 +12,23 @@ from __future__ import annotations
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.gui.jobs import Jobs
-from app.gui.previews import StepPreview, preview_images
+from app.gui.previews import StepPreview, frame_of, preview_images
 
 CELL = 128  # pixels per shown image: 16- and 64-pixel previews fill it by whole pixels
 COLUMNS = ("x_t", "predicted x₀", "predicted noise ε")  # no combining hats: fonts misplace them
 
 
 def decode_step(record: StepPreview) -> tuple[tuple[QtGui.QImage, ...], tuple[QtGui.QImage, ...]]:
-    """The step's x_t and x̂_0 through the model's VAE (runs in a worker thread)."""
+    """The step's x_t and x̂_0 through the model's VAE (runs in a worker thread);
+    a video's clips come back as filmstrips."""
     import torch
+
+    from core.video import as_pictures
 
     x_t, x0, _ = record.tensors
     with torch.no_grad():
-        return (preview_images(record.decoder.decode(x_t.float())),
-                preview_images(record.decoder.decode(x0.float())))
+        return (preview_images(as_pictures(x_t.float(), record.decoder.decode), record.frames),
+                preview_images(as_pictures(x0.float(), record.decoder.decode), record.frames))
 
 
 def describe(record: StepPreview) -> str:
@@ -55,15 +58,24 @@ class StepView(QtWidgets.QWidget):
         self.decode_button.setToolTip("Show this step through the model's own decoder (exact, slower)")
         self.decode_button.clicked.connect(self.decode_current)
         self.decode_button.setEnabled(False)
+        self.frame = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.frame.setToolTip("A video's steps: 0 shows every frame as a filmstrip, 1 … T one "
+                              "frame, enlarged")
+        self.frame.setMaximumWidth(160)
+        self.frame.valueChanged.connect(self._frame_changed)
+        self.frame_label = QtWidgets.QLabel()
         self.auto_decode = QtWidgets.QCheckBox("Decode every shown step")
         self.auto_decode.setToolTip("Exact pixels for each shown step (a VAE decode per step, in the background)")
         self.grid = QtWidgets.QGridLayout()
         self.grid.setSpacing(4)
         self.grid.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
         self.cells: list[list[QtWidgets.QLabel]] = []
+        self._columns: tuple[tuple[QtGui.QImage, ...], ...] = ()  # shown, before frame picking
         top = QtWidgets.QHBoxLayout()  # one row: the dock sits in the short bottom area
         self.info.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         top.addWidget(self.info, 1)
+        top.addWidget(self.frame_label)
+        top.addWidget(self.frame)
         top.addWidget(self.auto_decode)
         top.addWidget(self.decode_button)
         holder = QtWidgets.QWidget()
@@ -86,11 +98,38 @@ class StepView(QtWidgets.QWidget):
         self.decoded = False
         self.info.setText(describe(record))
         self.decode_button.setEnabled(record.decoder is not None and record.tensors is not None)
+        self._show_frame_slider(record.frames)
         self._fill((record.x_t_images, record.x0_images, record.eps_images))
         if self.auto_decode.isChecked():
             self.decode_current()
 
+    # -- a video's frames ------------------------------------------------------------
+    def _show_frame_slider(self, frames: int) -> None:
+        """The frame slider, for a video's steps only (kept where it was between steps)."""
+        self.frame.blockSignals(True)
+        self.frame.setRange(0, frames)
+        self.frame.blockSignals(False)
+        self.frame.setVisible(frames > 0)
+        self.frame_label.setVisible(frames > 0)
+        self._label_frame()
+
+    def _label_frame(self) -> None:
+        value = self.frame.value()
+        self.frame_label.setText("Frame: all" if value == 0 else
+                                 f"Frame: {value}/{self.frame.maximum()}")
+
+    def _frame_changed(self, _value: int) -> None:
+        self._label_frame()
+        self._fill(self._columns)  # the same step (fast or decoded), another frame
+
+    def _picked(self, image: QtGui.QImage) -> QtGui.QImage:
+        """The slider's frame of a filmstrip, or the whole strip (0, or not a video)."""
+        frames, value = (self.record.frames if self.record else 0), self.frame.value()
+        return frame_of(image, value - 1, frames) if frames and value else image
+
     def _fill(self, columns: tuple[tuple[QtGui.QImage, ...], ...]) -> None:
+        self._columns = columns
+        columns = tuple(tuple(self._picked(image) for image in images) for images in columns)
         rows = max((len(c) for c in columns), default=0)
         self._ensure_rows(rows)
         for row in range(len(self.cells)):

@@ -16,7 +16,7 @@ from core.checkpoints.boundary import checkpoint_boundary, file_faults
 from core.checkpoints.safetensors_io import component
 from core.diffusion.denoisers import DiscreteTimeDenoiser
 from core.diffusion.schedules import make_schedule
-from core.latent_sizes import patch_transformer_sizes
+from core.latent_sizes import LatentSizes, patch_transformer_sizes
 from core.models.conditioned import ConditionedTransformer, ConditionedUNet
 from core.models.text import TextEncoder, WordTokenizer, make_text_encoder
 from core.models.vae import load_vae
@@ -26,9 +26,9 @@ from core.values import DiffusionModel
 
 CHECKPOINT_NAMES = ("shapes-ldm", "shapes-ddpm", "shapes-flow", "shapes-palette", "shapes-unclip",
                     "shapes-refiner", "shapes-cascade-base", "shapes-cascade-base-clip",
-                    "shapes-sr")
+                    "shapes-sr", "shapes-sana", "shapes-video")
 BUILTIN_NAMES = (*CHECKPOINT_NAMES, "shapes-vae", "shapes-controlnet", "shapes-classifier",
-                 "shapes-clip", "shapes-prior", "shapes-t5")
+                 "shapes-clip", "shapes-prior", "shapes-t5", "shapes-dcae", "shapes-gemma")
 
 
 def model_file(name_or_path: str) -> Path:
@@ -97,8 +97,9 @@ def load_model(name_or_path: str, device: Any = "cpu",
     VAE, their networks in ``dtype`` (the sampler's own arithmetic stays fp32)."""
     path = model_file(name_or_path)
     tensors, meta = load_checkpoint(path)
-    loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow, "palette": _palette,
-               "super_resolution": _palette, "unclip_decoder": _unclip_decoder}
+    loaders = {"ldm": _ldm, "pixel": _pixel, "flow": _flow, "sana": _sana, "video": _video,
+               "palette": _palette, "super_resolution": _palette,
+               "unclip_decoder": _unclip_decoder}
     kind = meta.get("kind")
     if not isinstance(kind, str) or kind not in loaders:
         raise CheckpointError(f"{path}: a {kind!r} file is not a backbone; the checkpoint "
@@ -224,6 +225,63 @@ def _flow(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
     return _with_decoder(model, clip, vae)
 
 
+def _sana(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
+    """Sana (Xie et al. 2024): a linear-attention DiT over a deep-compression
+    autoencoder's latents, reading a frozen decoder-only LM's last layer."""
+    from diffusers import SanaTransformer2DModel
+
+    from core.diffusion.denoisers import FlowDenoiser
+    from core.models.conditioned import ConditionedSana
+
+    transformer = _build(lambda c: SanaTransformer2DModel(**c), meta, "transformer", tensors,
+                         path, "transformer", target)
+    clip = _text_encoder(path, tensors, meta, target)
+    vae, preview = _vae_beside(path, meta, target)
+    denoiser = FlowDenoiser(ConditionedSana(transformer, clip), meta["timestep_scale"])
+    model = DiffusionModel(
+        name=meta["name"], denoiser=denoiser, parameterization="flow",
+        latent_channels=transformer.config.in_channels, downscale=vae.downscale,
+        description=f"{meta['name']}: flow matching, linear-attention DiT (Sana) on a "
+                    f"deep-compression autoencoder's latents", latent_rgb=preview,
+        batched_cfg=True,
+    )
+    return _with_decoder(model, clip, vae)
+
+
+#: What a video transformer may be asked for: latent sides up to 4× its
+#: training size's (sine-cosine positions extrapolate, within reason), and at
+#: most this many tokens (frames × patches), since full 3-D attention costs
+#: the square of that: 4,096 is 16 frames at 128 px or 64 frames at 64 px.
+VIDEO_LARGEST_LATENT = 64
+VIDEO_MAX_TOKENS = 4096
+
+
+def _video(path: Path, tensors, meta, target: _Target) -> LoadedCheckpoint:
+    """A text-to-video model (CogVideoX-style transformer) over the image
+    VAE's latents, frame by frame: latents (B, T, C, h, w)."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from core.diffusion.denoisers import FlowDenoiser
+    from core.models.conditioned import ConditionedVideo
+
+    transformer = _build(lambda c: CogVideoXTransformer3DModel(**c), meta, "transformer",
+                         tensors, path, "transformer", target)
+    clip = _text_encoder(path, tensors, meta, target)
+    vae, preview = _vae_beside(path, meta, target)
+    frames, patch = int(meta["frames"]), int(transformer.config.patch_size)
+    denoiser = FlowDenoiser(ConditionedVideo(transformer, clip), meta["timestep_scale"])
+    model = DiffusionModel(
+        name=meta["name"], denoiser=denoiser, parameterization="flow",
+        latent_channels=transformer.config.in_channels, downscale=vae.downscale,
+        description=f"{meta['name']}: text-to-video, flow matching, a CogVideoX-style "
+                    f"transformer over {frames} frames", latent_rgb=preview,
+        batched_cfg=True, frames=frames,
+        latent_sizes=LatentSizes(multiple=patch, largest=VIDEO_LARGEST_LATENT,
+                                 max_tokens=VIDEO_MAX_TOKENS),
+    )
+    return _with_decoder(model, clip, vae)
+
+
 def _vae_beside(path: Path, meta, target: _Target) -> tuple[VAEHandle, LatentRGB | None]:
     """A latent model's VAE: the file its metadata names, in the model's own
     folder (so a trained set of files travels together), and its preview map."""
@@ -234,10 +292,24 @@ def _vae_beside(path: Path, meta, target: _Target) -> tuple[VAEHandle, LatentRGB
 @checkpoint_boundary("VAE file", "vae_path")
 def load_vae_handle(vae_path: Path, device: Any = "cpu",
                     dtype: torch.dtype = torch.float32) -> tuple[VAEHandle, LatentRGB | None]:
-    """A workbench VAE file as a VAE value, and its latent preview map."""
+    """A workbench VAE file (a KL autoencoder or a DC-AE) as a VAE value, and
+    its latent preview map."""
+    if Path(vae_path).is_file() and _vae_class(vae_path) == "AutoencoderDC":
+        from core.models.dcae import load_dcae
+
+        return load_dcae(vae_path, device, dtype)
     vae, scaling, preview = load_vae(vae_path, device, with_preview=True, dtype=dtype)
     downscale = 2 ** (len(vae.config.block_out_channels) - 1)
     return VAEHandle(vae, scaling, vae.config.latent_channels, downscale, vae_path), preview
+
+
+def _vae_class(path: Path) -> str | None:
+    """The class the file's ``vae`` component names, from its header alone."""
+    from core.checkpoints.header import read_header
+
+    components = (read_header(path).workbench or {}).get("components")
+    vae = components.get("vae") if isinstance(components, dict) else None
+    return vae.get("class") if isinstance(vae, dict) else None
 
 
 def _with_decoder(model: DiffusionModel, clip: TextEncoder | None, vae) -> LoadedCheckpoint:
@@ -323,10 +395,29 @@ def _expect(path: Path, kind: str):
     return tensors, meta
 
 
+def text_encoder_from(path: Path, tensors, meta, device: Any = "cpu",
+                      dtype: torch.dtype = torch.float32) -> TextEncoder:
+    """The ``text_encoder`` component of a model file (``load_checkpoint``'s
+    tensors and metadata) as a text encoder, frozen."""
+    return _text_encoder(path, tensors, meta, _Target(device, dtype))
+
+
 def _text_encoder(path: Path, tensors, meta, target: _Target) -> TextEncoder:
-    """The file's text encoder: the shapes CLIP text model, or a frozen T5
-    encoder (a cascade's base, Imagen §2.1)."""
+    """The file's text encoder: the shapes CLIP text model, a frozen T5
+    encoder (a cascade's base, Imagen §2.1) or a frozen decoder-only
+    language model (Sana §2.3)."""
     text = meta["components"]["text_encoder"]
+    if text.get("class") == "Gemma2Model":
+        from core.models.shapes_gemma import (
+            DecoderTextEncoder,
+            DecoderWordTokenizer,
+            make_gemma_encoder,
+        )
+
+        body = _build(make_gemma_encoder, meta, "text_encoder", tensors, path, "language model",
+                      target)
+        return DecoderTextEncoder(DecoderWordTokenizer(text["vocabulary"], text["max_length"]),
+                                  body)
     if text.get("class") == "T5EncoderModel":
         from core.models.shapes_t5 import T5TextEncoder, T5WordTokenizer, make_t5_encoder
 

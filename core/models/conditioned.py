@@ -244,7 +244,55 @@ class ConditionedTransformer:
                                 timestep=_timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
 
 
+class ConditionedSana:
+    """Sana's linear-attention DiT (``SanaTransformer2DModel``): it attends
+    to the text states alone (padding zeroed, as it was trained); there is
+    no pooled embedding."""
+
+    def __init__(self, transformer, clip: TextEncoder) -> None:
+        self.transformer = transformer
+        self.clip = clip
+        self.prompts = PromptMemo(clip)
+
+    @inference
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
+        parts = for_each_part(cond, x_t)
+        hidden = [self.prompts(part, x_t[rows])[0] for part, rows in parts]
+        joined = concat_parts(hidden)
+        if joined is None:  # prompts of different lengths: one call per part
+            return torch.cat([self._run(x_t[rows], _rows(t, rows), h)
+                              for (_, rows), h in zip(parts, hidden)])
+        return self._run(x_t, t, joined)
+
+    def _run(self, x_t, t, hidden):
+        dtype = module_dtype(self.transformer)
+        return self.transformer(x_t.to(dtype), encoder_hidden_states=hidden.to(dtype),
+                                timestep=_timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
+
+
+class ConditionedVideo:
+    """A CogVideoX-style video transformer (``CogVideoXTransformer3DModel``):
+    latents (B, T, C, h, w), text tokens through its expert adaLN, no pooled
+    embedding."""
+
+    def __init__(self, transformer, clip: TextEncoder) -> None:
+        self.transformer = transformer
+        self.clip = clip
+        self.prompts = PromptMemo(clip)
+
+    @inference
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
+        if x_t.ndim != 5:
+            raise ValueError(f"a video model samples (batch, frames, channels, height, width) "
+                             f"latents, not {tuple(x_t.shape)}: start from 'Empty video latent'")
+        parts = for_each_part(cond, x_t)
+        hidden = concat_parts([self.prompts(part, x_t[rows])[0] for part, rows in parts])
+        dtype = module_dtype(self.transformer)
+        return self.transformer(x_t.to(dtype), encoder_hidden_states=hidden.to(dtype),
+                                timestep=_timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
+
 #: A ControlNet hint acting on every step (Zhang et al. 2023): the timed hint
 #: with its default range, kept under its old name for callers that never
 #: restrict the steps.
 from core.models.families.controlnet import TimedControlHint as ControlHint  # noqa: E402
+

@@ -150,3 +150,63 @@ def make_flow_transformer(config: dict[str, Any] = FLOW_TRANSFORMER_CONFIG):
     from diffusers import SD3Transformer2DModel
 
     return SD3Transformer2DModel(**config)
+
+
+# Sana (Xie et al. 2024) in miniature. shapes-dcae: a deep-compression
+# autoencoder (diffusers' AutoencoderDC: residual blocks, then an
+# EfficientViT block with ReLU linear attention at the deepest level;
+# space-to-channel shortcuts around every down- and upsampling, DC-AE §3.1)
+# taking 64×64×3 to 8×8×16 — twice shapes-vae's spatial compression per side,
+# four times its channels, the same 1,024 numbers. shapes-sana: Sana's
+# linear-attention DiT (SanaTransformer2DModel: ReLU linear self-attention,
+# cross-attention to the text, Mix-FFN with a 3×3 depthwise convolution, no
+# positional embedding) on those latents with 1×1 patches, so the
+# autoencoder alone compresses (Sana §2.1): 64 tokens, as shapes-flow's 2×2
+# patches of 16×16 latents.
+DCAE_CONFIG: dict[str, Any] = dict(
+    in_channels=3, latent_channels=16, attention_head_dim=16,
+    encoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+    decoder_block_types=("ResBlock", "ResBlock", "ResBlock", "EfficientViTBlock"),
+    encoder_block_out_channels=(32, 64, 64, 128), decoder_block_out_channels=(32, 64, 64, 128),
+    encoder_layers_per_block=(1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
+    encoder_qkv_multiscales=((), (), (), (5,)), decoder_qkv_multiscales=((), (), (), (5,)),
+    decoder_norm_types="rms_norm", decoder_act_fns="silu",
+)
+SANA_TRANSFORMER_CONFIG: dict[str, Any] = dict(
+    in_channels=16, out_channels=16, num_attention_heads=4, attention_head_dim=32,
+    num_layers=6, num_cross_attention_heads=4, cross_attention_head_dim=32,
+    cross_attention_dim=128, caption_channels=64, mlp_ratio=2.5, sample_size=8, patch_size=1,
+)
+
+
+def make_dcae(config: dict[str, Any] = DCAE_CONFIG):
+    from diffusers import AutoencoderDC
+
+    return AutoencoderDC(**config)
+
+
+def make_sana_transformer(config: dict[str, Any] = SANA_TRANSFORMER_CONFIG):
+    from diffusers import SanaTransformer2DModel
+
+    return SanaTransformer2DModel(**config)
+
+
+# shapes-video: a CogVideoX-style transformer (CogVideoXTransformer3DModel:
+# expert adaLN for text and video tokens, full 3-D attention over both,
+# 3-D sine-cosine positions) on 8 frames of shapes-vae latents, 2×2 patches:
+# 8 × 64 video tokens after 16 text tokens. CogVideoX compresses time 4× with
+# its 3-D VAE; here every frame goes through the image VAE, so the temporal
+# compression is 1 and the frame count is the latent frame count.
+VIDEO_FRAMES = 8
+VIDEO_TRANSFORMER_CONFIG: dict[str, Any] = dict(
+    num_attention_heads=4, attention_head_dim=32, in_channels=4, out_channels=4,
+    time_embed_dim=128, text_embed_dim=64, num_layers=4, sample_width=16, sample_height=16,
+    sample_frames=VIDEO_FRAMES, patch_size=2, temporal_compression_ratio=1,
+    max_text_seq_length=16,
+)
+
+
+def make_video_transformer(config: dict[str, Any] = VIDEO_TRANSFORMER_CONFIG):
+    from diffusers import CogVideoXTransformer3DModel
+
+    return CogVideoXTransformer3DModel(**config)

@@ -64,14 +64,12 @@ class FrozenText:
     def __init__(self, path: Path, device) -> None:
         tensors, meta = load_checkpoint(path)
         self.source = Path(path).stem
-        if meta.get("kind") == "text_encoder":  # shapes-t5
-            from core.models.shapes_t5 import T5TextEncoder, T5WordTokenizer, make_t5_encoder
+        if meta.get("kind") == "text_encoder":  # shapes-t5, shapes-gemma
+            from core.models.builtin import text_encoder_from
 
             self.component = dict(meta["components"]["text_encoder"])
-            self.model = make_t5_encoder(self.component["config"])
-            self._load(component(tensors, "text_encoder"), path)
-            self.encoder = T5TextEncoder(T5WordTokenizer(self.component["vocabulary"],
-                                                         self.component["max_length"]), self.model)
+            self.encoder = text_encoder_from(path, tensors, meta, device)
+            self.model = self.encoder.model
         elif meta.get("kind") == "clip":  # shapes-clip's text tower
             from core.models.text import TextEncoder
 
@@ -83,7 +81,8 @@ class FrozenText:
             self.encoder = TextEncoder(WordTokenizer(clip["vocabulary"], clip["max_length"]),
                                        self.model)
         else:
-            raise CheckpointError(f"{path}: not a text encoder (shapes-t5) or CLIP file")
+            raise CheckpointError(f"{path}: not a text encoder (shapes-t5, shapes-gemma) or "
+                                  "CLIP file")
         self.model.to(device).eval().requires_grad_(False)
         self.device = device
 

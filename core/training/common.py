@@ -24,8 +24,8 @@ CAPTION_DROPOUT = "size 0.5, colour 0.15, position 0.4, background 0.5, empty 0.
 class CaptionEncoder:
     """A word tokenizer and a small CLIP text transformer, trained with the backbone."""
 
-    def __init__(self, device, empty: float = 0.1) -> None:
-        self.tokenizer = WordTokenizer(shapes_vocabulary())
+    def __init__(self, device, empty: float = 0.1, vocabulary: list[str] | None = None) -> None:
+        self.tokenizer = WordTokenizer(vocabulary or shapes_vocabulary())
         self.config = text_encoder_config(len(self.tokenizer.vocabulary))
         self.model = make_text_encoder(self.config).to(device)
         self.device = device

@@ -18,6 +18,7 @@ class Recipe:
     make_task: Callable  # (pool, batch, device, **options) -> Task
     pixels: int = 64
     needs: tuple[str, ...] = ()  # model files it builds on, in resources/models
+    clips: bool = False  # trains on motion clips (ClipPool), not still scenes (ShapesPool)
 
 
 def _vae_task(pool, batch, device, decoder_only: bool = False, **options):
@@ -105,6 +106,31 @@ def _sr_task(pool, batch, device, **options):
     return SuperResolutionTask(pool, batch, device)
 
 
+def _dcae_task(pool, batch, device, **options):
+    from core.training.dcae_task import DCAETask
+
+    return DCAETask(pool, batch, device)
+
+
+def _gemma_task(pool, batch, device, **options):
+    from core.training.gemma_task import GemmaPretrainTask
+
+    return GemmaPretrainTask(pool, batch, device)
+
+
+def _sana_task(pool, batch, device, **options):
+    from core.training.sana_task import SanaTask
+
+    return SanaTask(pool, batch, device, _file("shapes-dcae", options),
+                    _file("shapes-gemma", options))
+
+
+def _video_task(pool, batch, device, **options):
+    from core.training.video_task import VideoTask
+
+    return VideoTask(pool, batch, device, _file("shapes-vae", options))
+
+
 def _flow_task(pool, batch, device, **options):
     from core.training.flow_task import FlowTask
 
@@ -144,6 +170,13 @@ RECIPES: dict[str, Recipe] = {
                                        make_task=_cascade_base_clip_task,
                                        needs=("shapes-clip",)),
     "shapes-sr": Recipe(steps=3000, batch=16, lr=4e-4, pool=30000, make_task=_sr_task),
+    "shapes-dcae": Recipe(steps=2500, batch=16, lr=1e-3, pool=20000, make_task=_dcae_task),
+    "shapes-gemma": Recipe(steps=3000, batch=128, lr=1e-3, pool=20000, make_task=_gemma_task,
+                           pixels=16),
+    "shapes-sana": Recipe(steps=3000, batch=64, lr=4e-4, pool=30000, make_task=_sana_task,
+                          needs=("shapes-dcae", "shapes-gemma")),
+    "shapes-video": Recipe(steps=6000, batch=8, lr=4e-4, pool=4000, make_task=_video_task,
+                           needs=("shapes-vae",), clips=True),
     "shapes-flow": Recipe(steps=8000, batch=64, lr=4e-4, pool=30000, make_task=_flow_task,
                           needs=("shapes-vae",)),
 }
@@ -153,6 +186,7 @@ def run_training(name: str, steps: int | None, batch: int | None, out: Path | No
                  resume: Path | None, device, seed: int = 0, pool: int | None = None,
                  workers: int = 1, max_seconds: float | None = None, lr: float | None = None,
                  init: Path | None = None, lr_decay: str = "constant", **options) -> Path:
+    from core.training.clips import ClipPool
     from core.training.data import ShapesPool
 
     if name not in RECIPES:
@@ -164,8 +198,11 @@ def run_training(name: str, steps: int | None, batch: int | None, out: Path | No
         raise ValueError(f"unknown lr decay {lr_decay!r}; choose from {', '.join(LR_DECAYS)}")
     if init is not None:
         _recipe_of(init)  # a missing or broken file is named now, not after rendering
-    images = ShapesPool.render(pool or recipe.pool, seed=1000 + seed, pixels=recipe.pixels,
-                               workers=workers)
+    out = out or MODELS_DIR / f"{name}.safetensors"
+    _make_folder(out.parent)  # now: the first checkpoint is minutes away
+    data = ClipPool if recipe.clips else ShapesPool
+    images = data.render(pool or recipe.pool, seed=1000 + seed, pixels=recipe.pixels,
+                         workers=workers)
     task = recipe.make_task(images, batch or recipe.batch, device, **options)
     if init is not None:
         initialise(task, init)
@@ -174,7 +211,15 @@ def run_training(name: str, steps: int | None, batch: int | None, out: Path | No
     config = TrainConfig(steps=steps or recipe.steps, lr=lr or recipe.lr, seed=seed,
                          max_seconds=max_seconds, history=_recipe_of(init) if init else None,
                          lr_decay=lr_decay)
-    return train(task, config, out or MODELS_DIR / f"{name}.safetensors", resume)
+    return train(task, config, out, resume)
+
+
+def _make_folder(folder: Path) -> None:
+    """The folder the model file and its checkpoints go to, made if missing."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot write the model to {folder}: {error.strerror or error}") from None
 
 
 def initialise(task, path: Path) -> None:

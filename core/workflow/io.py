@@ -223,7 +223,8 @@ def _link_from_data(item: Any, where: str) -> Link:
 
 # -- files --------------------------------------------------------------------
 def load(path: str | os.PathLike) -> Workflow:
-    """Load a workflow from a ``.json`` file or from a workbench PNG.
+    """Load a workflow from a ``.json`` file, a workbench PNG or a workbench
+    GIF/WebP video.
 
     The file is opened and read once, so a pipe or FIFO works too
     (``diffusion-workbench run <(cat wf.json)``).
@@ -231,8 +232,12 @@ def load(path: str | os.PathLike) -> Workflow:
     path = Path(path)
     try:
         data = _read_at_most(path, MAX_FILE_BYTES)
+        from core.video import is_animation, workflow_text_from_animation
+
         if data.startswith(PNG_MAGIC):
             text = workflow_text_from_png(data)
+        elif is_animation(data):  # a video the workbench saved as GIF or WebP
+            text = workflow_text_from_animation(data)
         else:
             text = data.decode("utf-8-sig")  # a byte-order mark (some Windows editors) is dropped
     except FileNotFoundError:

@@ -1,8 +1,9 @@
-"""Files: the engine's JSON in and out, PNGs with workflows, the unsaved-work guard."""
+"""Files: the engine's JSON in and out, PNGs and videos with workflows, the unsaved-work guard."""
 from __future__ import annotations
 
 import json
 
+import pytest
 from PySide6 import QtCore, QtWidgets
 
 from app import graph_adapter as adapter
@@ -69,6 +70,23 @@ def test_open_a_png_restores_its_workflow(window, tmp_path):
     assert window.node("positive").get_property("param_text") == "from a png"
     assert window.document.path is None  # Save will ask for a .json name, never overwrite the PNG
     assert window.windowTitle().startswith("out.png")
+
+
+@pytest.mark.parametrize("suffix", ["gif", "webp"])
+def test_open_a_workbench_video_restores_its_workflow_and_never_overwrites_it(window, tmp_path,
+                                                                              suffix):
+    import torch
+
+    from core.video import save_video
+
+    workflow = load(REPO / "workflows" / "video.json")
+    workflow.nodes["positive"].params["text"] = "from a video"
+    clip = save_video(torch.rand(3, 3, 8, 8), tmp_path / f"clip.{suffix}", 8.0, dumps(workflow))
+    before = clip.read_bytes()
+    assert window.open_path(clip)
+    assert window.node("positive").get_property("param_text") == "from a video"
+    assert window.document.path is None  # Save asks for a .json name
+    assert clip.read_bytes() == before
 
 
 def test_dropping_a_file_on_the_window_opens_it(qtbot, window):
