@@ -25,12 +25,17 @@ def video_file(tmp_path_factory):
     return folder / "shapes-video.safetensors"
 
 
-def test_video_steps_and_outputs_show_as_filmstrips(qtbot, window, video_file):
+def open_video(window, video_file, frames: int) -> None:
+    """video.json on the tiny model: ``frames`` frames, 2 steps, one clip."""
     assert window.open_path(REPO / "workflows" / "video.json")
     window.node("checkpoint").set_property("param_name", "file…")
     window.node("checkpoint").set_property("param_path", str(video_file))
-    window.node("latent").set_property("param_frames", 4)
+    window.node("latent").set_property("param_frames", frames)
     tiny(window, steps=2, batch=1)
+
+
+def test_video_steps_and_outputs_show_as_filmstrips(qtbot, window, video_file):
+    open_video(window, video_file, frames=4)
     outcome = run(qtbot, window)
     assert outcome.status == "finished", outcome.message
     records = window.steer.history.steps(window.steer.timeline.current_track())
@@ -44,11 +49,7 @@ def test_video_steps_and_outputs_show_as_filmstrips(qtbot, window, video_file):
 
 
 def test_the_frame_slider_picks_one_frame_of_a_video_step(qtbot, window, video_file):
-    assert window.open_path(REPO / "workflows" / "video.json")
-    window.node("checkpoint").set_property("param_name", "file…")
-    window.node("checkpoint").set_property("param_path", str(video_file))
-    window.node("latent").set_property("param_frames", 4)
-    tiny(window, steps=2, batch=1)
+    open_video(window, video_file, frames=4)
     assert run(qtbot, window).status == "finished"
     view = window.steer.step_view
     record = window.steer.history.steps(window.steer.timeline.current_track())[-1]
@@ -78,11 +79,7 @@ def test_the_images_dock_saves_a_clip_as_a_video_that_reopens_as_its_workflow(
 
     from core.workflow import load
 
-    assert window.open_path(REPO / "workflows" / "video.json")
-    window.node("checkpoint").set_property("param_name", "file…")
-    window.node("checkpoint").set_property("param_path", str(video_file))
-    window.node("latent").set_property("param_frames", 3)
-    tiny(window, steps=2, batch=1)
+    open_video(window, video_file, frames=3)
     assert run(qtbot, window).status == "finished"
     shown = window.images.shown
     assert shown.playback.frames == 3 and shown.playback.fps == 8.0
