@@ -76,13 +76,6 @@ def as_pictures(latents: Any, to_rgb) -> Any:
     return as_strips(to_rgb(latents.flatten(0, 1)), latents.shape[1])
 
 
-def filmstrip(clip: Any) -> Any:
-    """One clip (T, 3, H, W) as a (3, H, T·W) picture, frames left to right."""
-    import torch
-
-    return torch.cat(list(clip), dim=-1)
-
-
 def filmstrips(video: Video) -> Any:
     """Every clip of a video as a filmstrip: (B, 3, H, T·W)."""
     return as_strips(video.frames.flatten(0, 1), video.frames.shape[1])
