@@ -244,15 +244,10 @@ class ConditionedTransformer:
                                 timestep=_timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
 
 
-class ConditionedSana:
+class ConditionedSana(ConditionedTransformer):
     """Sana's linear-attention DiT (``SanaTransformer2DModel``): it attends
     to the text states alone (padding zeroed, as it was trained); there is
     no pooled embedding."""
-
-    def __init__(self, transformer, clip: TextEncoder) -> None:
-        self.transformer = transformer
-        self.clip = clip
-        self.prompts = PromptMemo(clip)
 
     @inference
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):
@@ -270,15 +265,10 @@ class ConditionedSana:
                                 timestep=_timesteps(t, x_t, dtype)).sample.to(x_t.dtype)
 
 
-class ConditionedVideo:
+class ConditionedVideo(ConditionedTransformer):
     """A CogVideoX-style video transformer (``CogVideoXTransformer3DModel``):
     latents (B, T, C, h, w), text tokens through its expert adaLN, no pooled
     embedding."""
-
-    def __init__(self, transformer, clip: TextEncoder) -> None:
-        self.transformer = transformer
-        self.clip = clip
-        self.prompts = PromptMemo(clip)
 
     @inference
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond=None):

@@ -13,6 +13,7 @@ import torch
 
 from core.data.motion import DIRECTIONS, MotionClip, random_clip
 from core.data.shapes import render
+from core.training.data import render_chunks
 
 CHUNK = 256
 FRAMES = 8
@@ -45,13 +46,7 @@ class ClipPool:
                frames: int = FRAMES) -> "ClipPool":
         chunks = [(seed, index, min(CHUNK, count - start), pixels, frames)
                   for index, start in enumerate(range(0, count, CHUNK))]
-        if workers > 1 and len(chunks) > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(workers) as pool:
-                parts = list(pool.map(_render_chunk, chunks))
-        else:
-            parts = [_render_chunk(chunk) for chunk in chunks]
+        parts = render_chunks(_render_chunk, chunks, workers)
         return cls(torch.cat([p[0] for p in parts]).permute(0, 1, 4, 2, 3).contiguous(),
                    [clip for p in parts for clip in p[1]])
 

@@ -32,6 +32,16 @@ def _render_chunk(job) -> tuple[torch.Tensor, torch.Tensor, list[ShapeScene]]:
     return torch.from_numpy(images), torch.from_numpy(outlines), scenes
 
 
+def render_chunks(render, chunks: list, workers: int) -> list:
+    """``render(chunk)`` for every chunk, in worker processes when more than one."""
+    if workers > 1 and len(chunks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            return list(pool.map(render, chunks))
+    return [render(chunk) for chunk in chunks]
+
+
 @dataclass
 class ShapesPool:
     """Rendered scenes: images (N, 3, H, W) and outlines (N, 1, H, W) as uint8."""
@@ -46,13 +56,7 @@ class ShapesPool:
         pool is the same whatever the number of worker processes."""
         chunks = [(seed, index, min(CHUNK, count - start), pixels)
                   for index, start in enumerate(range(0, count, CHUNK))]
-        if workers > 1 and len(chunks) > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(workers) as pool:
-                parts = list(pool.map(_render_chunk, chunks))
-        else:
-            parts = [_render_chunk(chunk) for chunk in chunks]
+        parts = render_chunks(_render_chunk, chunks, workers)
         return cls(
             torch.cat([p[0] for p in parts]).permute(0, 3, 1, 2).contiguous(),  # (N, 3, H, W)
             torch.cat([p[1] for p in parts]).unsqueeze(1),  # (N, 1, H, W)
